@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Both set up what they need.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint format services venv soak bench bench-quick clean
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) ./scripts/bootstrap.sh
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	@./scripts/ensure-services.sh
+
+## Run the service on this machine: migrate, then the API, workers, relay and sweeper.
+run: venv services
+	$(BIN)/durable-sessions up
+
+## Run the tests against real RabbitMQ, PostgreSQL and SQLite.
+test: venv services
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## The quality gate: lint, types and tests, the same locally and in CI.
+check: lint test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

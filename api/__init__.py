@@ -1,0 +1,1 @@
+"""The control plane: a FastAPI application over the store and the broker."""

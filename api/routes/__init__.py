@@ -1,0 +1,1 @@
+"""The routes of REST v1, one module per resource."""

@@ -1,0 +1,67 @@
+"""``/v1/dead-letters``: list and replay."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from api.app import ControlPlane, control_plane
+from api.schemas import Accepted, DeadLetterOut, DeadLetterPage, decode_cursor, encode_cursor
+from durable_sessions.control import replay_dead_letter
+from durable_sessions.errors import ConfigurationError, DeadLetterNotFound
+from durable_sessions.records import DeadLetterReason, utcnow
+from durable_sessions.sending import Sent
+from durable_sessions.store import MAX_PAGE, DeadLetterQuery
+
+router = APIRouter(tags=["dead letters"])
+Plane = Annotated[ControlPlane, Depends(control_plane)]
+
+
+@router.get("/dead-letters", response_model=DeadLetterPage)
+async def list_dead_letters(
+    plane: Plane,
+    session_id: Annotated[str | None, Query(max_length=36)] = None,
+    reason: DeadLetterReason | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DeadLetterPage:
+    """Dead letters, oldest first, by session and reason."""
+    try:
+        after = None if cursor is None else decode_cursor(cursor)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+    query = DeadLetterQuery(session_id=session_id, reason=reason, after_id=after, limit=limit)
+    async with plane.store.snapshot() as uow:
+        found = await uow.dead_letters.find(query)
+    more = len(found) == limit
+    return DeadLetterPage(
+        items=[DeadLetterOut.of(d) for d in found],
+        next_cursor=encode_cursor(found[-1].id) if more and found else None,
+    )
+
+
+@router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterOut)
+async def show_dead_letter(dead_letter_id: str, plane: Plane) -> DeadLetterOut:
+    """One dead letter."""
+    async with plane.store.snapshot() as uow:
+        found = await uow.dead_letters.get(dead_letter_id)
+    if found is None:
+        raise DeadLetterNotFound(f"no dead letter with id {dead_letter_id!r}")
+    return DeadLetterOut.of(found)
+
+
+@router.post(
+    "/dead-letters/{dead_letter_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+)
+async def replay(dead_letter_id: str, plane: Plane) -> Accepted:
+    """Send the dead letter's call again: at the end of its open session, or as a datagram."""
+    now = utcnow()
+    sent: Sent = await plane.client.transact(
+        lambda uow: replay_dead_letter(
+            uow, plane.endpoints, dead_letter_id, now, plane.relay.claim(now)
+        )
+    )
+    return Accepted.of(sent.message)

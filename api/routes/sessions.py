@@ -1,0 +1,264 @@
+"""``/v1/sessions``: open, list, inspect, send, read messages, close, terminate, resume."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from api.app import ControlPlane, control_plane
+from api.schemas import (
+    Accepted,
+    MessageOut,
+    MessagePage,
+    OpenSession,
+    Resume,
+    SendDatagram,
+    SendMessage,
+    SessionOut,
+    SessionPage,
+    Terminate,
+    decode_cursor,
+    encode_cursor,
+)
+from durable_sessions.control import close_session, resume_session, terminate_session
+from durable_sessions.endpoints import Endpoint
+from durable_sessions.errors import (
+    ConfigurationError,
+    MessageNotFound,
+    SessionNotFound,
+    UnknownContract,
+)
+from durable_sessions.lifecycle import SessionState
+from durable_sessions.records import MessageRecord, MessageStatus, SessionRecord, utcnow
+from durable_sessions.sending import SendRequest, open_session
+from durable_sessions.store import MAX_PAGE, SessionQuery
+
+router = APIRouter(tags=["sessions"])
+Plane = Annotated[ControlPlane, Depends(control_plane)]
+MAX_WAIT_S = 60.0
+
+
+async def _session(plane: ControlPlane, session_id: str) -> SessionRecord:
+    async with plane.store.snapshot() as uow:
+        session = await uow.sessions.get(session_id)
+    if session is None:
+        raise SessionNotFound(session_id)
+    return session
+
+
+def _endpoint(plane: ControlPlane, session: SessionRecord) -> Endpoint:
+    endpoint = plane.endpoints.get(session.endpoint)
+    if endpoint is None:
+        raise UnknownContract(
+            f"endpoint {session.endpoint!r} of session {session.id!r} is not served by this "
+            "control plane (check DS_SERVICES)"
+        )
+    return endpoint
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, wanted = value.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"label filters look like key=value, not {value!r}")
+        labels[key] = wanted
+    return labels
+
+
+@router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
+async def create_session(body: OpenSession, plane: Plane, response: Response) -> SessionOut:
+    """Open a session of a contract (on its endpoint, or the one named)."""
+    endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
+    now = utcnow()
+    session: SessionRecord = await plane.client.transact(
+        lambda uow: open_session(
+            uow,
+            endpoint,
+            now,
+            inactivity_timeout_s=body.inactivity_timeout_s
+            or plane.settings.session_inactivity_timeout_s,
+            ttl_s=body.ttl_s if body.ttl_s is not None else plane.settings.session_ttl_s,
+            labels=body.labels,
+        )
+    )
+    response.headers["Location"] = f"/v1/sessions/{session.id}"
+    return SessionOut.of(session)
+
+
+@router.get("/sessions", response_model=SessionPage)
+async def list_sessions(
+    plane: Plane,
+    state: SessionState | None = None,
+    contract: Annotated[str | None, Query(max_length=200)] = None,
+    label: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SessionPage:
+    """Sessions in creation order, filtered by state, contract and ``label=key=value``."""
+    try:
+        after = None if cursor is None else decode_cursor(cursor)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+    query = SessionQuery(
+        state=state, contract=contract, labels=_labels(label), after_id=after, limit=limit
+    )
+    async with plane.store.snapshot() as uow:
+        found = await uow.sessions.find(query)
+    more = len(found) == limit
+    return SessionPage(
+        items=[SessionOut.of(s, with_state=False) for s in found],
+        next_cursor=encode_cursor(found[-1].id) if more and found else None,
+    )
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut)
+async def show_session(session_id: str, plane: Plane) -> SessionOut:
+    """A session: state, watermarks, counters, instance state, fault."""
+    return SessionOut.of(await _session(plane, session_id))
+
+
+@router.post(
+    "/sessions/{session_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+)
+async def send_message(session_id: str, body: SendMessage, plane: Plane) -> Accepted:
+    """Send one message; the same ``message_id`` again returns the first answer."""
+    endpoint = _endpoint(plane, await _session(plane, session_id))
+    sent = await plane.client.send(
+        SendRequest(endpoint, session_id, body.operation, body.args, body.message_id)
+    )
+    if not sent.duplicate:
+        plane.metrics.sent.labels(endpoint.name).inc()
+    return Accepted.of(sent.message)
+
+
+@router.post("/datagrams", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def send_a_datagram(body: SendDatagram, plane: Plane) -> Accepted:
+    """Send one message outside any session to a datagram endpoint."""
+    endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
+    sent = await plane.client.send(
+        SendRequest(endpoint, None, body.operation, body.args, body.message_id)
+    )
+    if not sent.duplicate:
+        plane.metrics.sent.labels(endpoint.name).inc()
+    return Accepted.of(sent.message)
+
+
+@router.get("/sessions/{session_id}/messages", response_model=MessagePage)
+async def list_messages(
+    session_id: str,
+    plane: Plane,
+    status_: Annotated[MessageStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> MessagePage:
+    """A session's messages in seq order, optionally by status."""
+    await _session(plane, session_id)
+    try:
+        after = 0 if cursor is None else int(decode_cursor(cursor))
+    except ValueError:
+        raise ConfigurationError(f"invalid cursor {cursor!r}") from None
+    async with plane.store.snapshot() as uow:
+        found = await uow.messages.for_session(
+            session_id,
+            statuses=None if status_ is None else [status_],
+            after_seq=after,
+            limit=limit,
+        )
+    more = len(found) == limit
+    return MessagePage(
+        items=[MessageOut.of(m) for m in found],
+        next_cursor=encode_cursor(str(found[-1].seq)) if more and found else None,
+    )
+
+
+@router.get("/sessions/{session_id}/messages/{seq}", response_model=MessageOut)
+async def show_message(
+    session_id: str,
+    seq: int,
+    plane: Plane,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
+) -> MessageOut:
+    """One message; ``?wait=SECONDS`` long-polls until it is applied or fails."""
+    await _session(plane, session_id)
+
+    async def read() -> MessageRecord | None:
+        async with plane.store.snapshot() as uow:
+            return await uow.messages.by_seq(session_id, seq)
+
+    return MessageOut.of(await _wait(read, wait, f"session {session_id!r} has no seq {seq}"))
+
+
+@router.get("/messages/{message_id}", response_model=MessageOut, tags=["messages"])
+async def show_message_by_id(
+    message_id: str,
+    plane: Plane,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
+) -> MessageOut:
+    """One message by id (datagrams too); ``?wait=SECONDS`` long-polls for the outcome."""
+
+    async def read() -> MessageRecord | None:
+        async with plane.store.snapshot() as uow:
+            return await uow.messages.get(message_id)
+
+    return MessageOut.of(await _wait(read, wait, f"no message with id {message_id!r}"))
+
+
+async def _wait(
+    read: Callable[[], Awaitable[MessageRecord | None]], wait_s: float, missing: str
+) -> MessageRecord:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    delay = 0.005
+    while True:
+        message: MessageRecord | None = await read()
+        if message is None:
+            raise MessageNotFound(missing)
+        if message.status.is_final or loop.time() >= deadline:
+            return message
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(0.1, delay * 1.5)
+
+
+@router.post(
+    "/sessions/{session_id}/close",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SessionOut,
+)
+async def close(session_id: str, plane: Plane) -> SessionOut:
+    """Close gracefully: ``closing`` now, ``closed`` once pending messages are applied."""
+    now = utcnow()
+    session: SessionRecord = await plane.client.transact(
+        lambda uow: close_session(uow, session_id, now)
+    )
+    return SessionOut.of(session)
+
+
+@router.post("/sessions/{session_id}/terminate", response_model=SessionOut)
+async def terminate(session_id: str, plane: Plane, body: Terminate | None = None) -> SessionOut:
+    """Terminate now: pending messages become dead letters."""
+    reason = (body or Terminate()).reason
+    now = utcnow()
+    session: SessionRecord = await plane.client.transact(
+        lambda uow: terminate_session(uow, session_id, reason, now)
+    )
+    return SessionOut.of(session)
+
+
+@router.post("/sessions/{session_id}/resume", response_model=SessionOut)
+async def resume(session_id: str, body: Resume, plane: Plane) -> SessionOut:
+    """Resume a faulted session: retry the failed message, or skip it."""
+    endpoint = _endpoint(plane, await _session(plane, session_id))
+    now = utcnow()
+    session, entries = await plane.client.transact(
+        lambda uow: resume_session(
+            uow, endpoint, session_id, body.action, now, plane.relay.claim(now)
+        )
+    )
+    plane.relay.submit(entries)
+    return SessionOut.of(session)

@@ -1,0 +1,152 @@
+"""The typer application and its commands for running and administering the service."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from durable_sessions.settings import Settings, redact_url
+
+app = typer.Typer(
+    name="durable-sessions",
+    help="Durable, ordered, exactly-once sessions on RabbitMQ and SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Database to use (default: DS_DATABASE_URL, else a SQLite file here).",
+        show_default=False,
+    ),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"durable-sessions {version('durable-sessions')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Durable, ordered, exactly-once sessions on RabbitMQ and SQL."""
+
+
+def load_settings(database_url: str | None = None) -> Settings:
+    """Settings from the environment, with command-line overrides."""
+    overrides = {"database_url": database_url} if database_url else {}
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the database schema to the newest revision."""
+    from durable_sessions.sql import migrate as migrations
+
+    settings = load_settings(database_url)
+    url = settings.database_url
+    head = migrations.head_revision()
+    before = asyncio.run(migrations.current_revision(url))
+    if before == head:
+        typer.echo(f"{redact_url(url)} is already at revision {head}")
+        return
+    typer.echo(f"migrating {redact_url(url)} from {before or 'an empty database'} to {head} ...")
+    asyncio.run(migrations.upgrade(url))
+    typer.echo(f"done: {redact_url(url)} is at revision {head}")
+
+
+@app.command()
+def worker(
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            help="module:Service to serve (repeatable; default: DS_SERVICES).",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option("--endpoint", help="Endpoint name (default: from the contract name)."),
+    ] = None,
+) -> None:
+    """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
+    from durable_sessions.logs import setup_logging
+    from workers.main import serve
+
+    settings = load_settings()
+    setup_logging("worker", settings.log_level)
+    asyncio.run(serve(settings, service or [], endpoint))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+) -> None:
+    """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from api.app import create_app
+    from durable_sessions.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging("api", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option("--port", help="Control plane port.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=32, help="Worker processes.")] = 2,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help="module:Service to serve (default: DS_SERVICES)."),
+    ] = None,
+) -> None:
+    """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
+    from durable_sessions.cli.up import run_up
+    from durable_sessions.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging("up", settings.log_level)
+    asyncio.run(run_up(settings, port or settings.api_port, workers, service or []))
+
+
+@app.command()
+def demo(
+    workers: Annotated[int, typer.Option("--workers", min=1, max=8, help="Worker processes.")] = 2,
+) -> None:
+    """A guided calculator session over REST, with a worker killed mid-way and restarted."""
+    from durable_sessions.cli.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(load_settings(), workers)))
+
+
+def _add_rest_commands() -> None:
+    from durable_sessions.cli.rest import dead_letters_app, sessions_app
+
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(dead_letters_app, name="dead-letters")
+
+
+_add_rest_commands()

@@ -1,0 +1,105 @@
+"""``durable-sessions up``: the whole service on one machine, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+from pathlib import Path
+
+import httpx
+
+from durable_sessions.apikeys import ensure_api_key
+from durable_sessions.cli.supervisor import Supervisor
+from durable_sessions.metrics import MULTIPROCESS_ENV
+from durable_sessions.settings import Settings, redact_url
+from durable_sessions.sql import migrate
+
+log = logging.getLogger("durable_sessions.up")
+
+
+def api_key_for(settings: Settings, say: bool = True) -> str:
+    """The key clients use: ``DS_API_KEYS``'s first, else the key file's (made once)."""
+    configured = settings.api_key_list()
+    if configured:
+        return configured[0]
+    path = Path(settings.api_keys_file)
+    key, created = ensure_api_key(path)
+    if created and say:
+        print(
+            f"Generated an API key, saved in {path} (mode 0600). It is shown this once:\n\n"
+            f"    {key}\n\nSend it as 'Authorization: Bearer <key>'.\n",
+            flush=True,
+        )
+    return key
+
+
+async def wait_ready(url: str, key: str, timeout_s: float = 60.0) -> None:
+    """Wait until the control plane at ``url`` answers ``/readyz`` with 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        while True:
+            try:
+                if (await http.get("/readyz", timeout=2.0)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if loop.time() > deadline:
+                raise TimeoutError(f"the control plane at {url} did not become ready")
+            await asyncio.sleep(0.2)
+
+
+def fresh_metrics_dir() -> Path:
+    """An empty folder where every process of this machine keeps its metrics."""
+    path = Path(".ds/metrics").resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+async def run_up(settings: Settings, port: int, workers: int, services: list[str]) -> None:
+    """Migrate, then run the API and ``workers`` worker processes until SIGINT or SIGTERM."""
+    url = settings.database_url
+    print(f"migrating {redact_url(url)} ...", flush=True)
+    await migrate.upgrade(url)
+    key = api_key_for(settings)
+    metrics_dir = fresh_metrics_dir()
+    env = {"DS_API_KEYS": key, MULTIPROCESS_ENV: str(metrics_dir)}
+    if services:
+        env["DS_SERVICES"] = ",".join(services)
+    supervisor = Supervisor(env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await supervisor.start("api", "api", "--host", settings.api_host, "--port", str(port))
+        for number in range(1, workers + 1):
+            await supervisor.start(f"worker-{number}", "worker")
+        base = f"http://{settings.api_host}:{port}"
+        waiting = asyncio.create_task(wait_ready(base, key))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting.done() and waiting.exception() is None:
+            print(
+                f"\ndurable-sessions is up: control plane {base} (API docs at {base}/docs), "
+                f"{workers} worker(s), database {redact_url(url)}, broker "
+                f"{redact_url(settings.broker_url)}. Ctrl-C stops everything.\n",
+                flush=True,
+            )
+        while not stop.is_set():
+            failing = supervisor.failed_early()
+            if failing is not None:
+                raise SystemExit(f"{failing.name} keeps failing; see its log above")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
+        waiting.cancel()
+        print("\nstopping: letting workers finish their batches ...", flush=True)
+    finally:
+        await supervisor.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    print("stopped", flush=True)

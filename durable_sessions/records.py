@@ -1,0 +1,216 @@
+"""The values the store keeps: sessions, messages, outbox entries and dead letters.
+
+Records are frozen; a change is a new record made with :func:`dataclasses.replace`. Times are
+timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from durable_sessions.lifecycle import SessionState
+
+JSON = Any
+"""A value made of dicts, lists, strings, numbers, booleans and None."""
+
+STALL_AFTER = timedelta(seconds=60)
+"""How long a session with unapplied messages may go without progress before the sweeper
+republishes its next message (a safety net for deliveries the broker lost)."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A UUIDv7 string: random, and ordered by creation time (so ids sort like creation)."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & (1 << 48) - 1) << 80
+    value |= 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & (1 << 62) - 1
+    return str(uuid.UUID(int=value))
+
+
+class MessageStatus(StrEnum):
+    """Where a message is on its way to being applied."""
+
+    PENDING = "pending"
+    """Sent, not applied yet (including while a retry is scheduled)."""
+    PARKED = "parked"
+    """Arrived before an earlier message of its session; waits for the gap to fill."""
+    APPLIED = "applied"
+    """Applied exactly once; its result, if any, is recorded."""
+    FAILED = "failed"
+    """Its handler kept failing and the poison policy stopped trying."""
+    DEAD = "dead"
+    """Moved to the dead letters, with a reason."""
+
+    @property
+    def is_final(self) -> bool:
+        """True when the message will not be applied (unless an operator acts)."""
+        return self in (MessageStatus.APPLIED, MessageStatus.FAILED, MessageStatus.DEAD)
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message became a dead letter."""
+
+    POISON = "poison"
+    """Its handler kept failing; moved aside by receive_error_handling MOVE."""
+    REJECTED = "rejected"
+    """Its handler kept failing; rejected by receive_error_handling REJECT."""
+    NOT_INITIATING = "not_initiating"
+    """The first message of a session called a non-initiating operation."""
+    SESSION_NOT_OPEN = "session_not_open"
+    """It reached a session that was already closed, terminated or expired."""
+    TERMINATED = "terminated"
+    """It was still pending when its session was terminated."""
+    EXPIRED = "expired"
+    """It was still pending when its session expired."""
+    SKIPPED = "skipped"
+    """An operator resumed its faulted session by skipping it."""
+    UNDELIVERABLE = "undeliverable"
+    """It could not be decoded or addressed (malformed body, unknown session or operation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One durable session: identity, state, watermarks, counters and instance state."""
+
+    id: str
+    contract: str
+    endpoint: str
+    created_at: datetime
+    state: SessionState = SessionState.OPEN
+    labels: Mapping[str, str] = field(default_factory=dict)
+    last_sent_seq: int = 0
+    last_applied_seq: int = 0
+    applied_count: int = 0
+    parked_count: int = 0
+    duplicate_count: int = 0
+    dead_count: int = 0
+    instance_state: JSON = None
+    inactivity_timeout_s: float = 600.0
+    ttl_s: float | None = None
+    last_activity_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+    close_requested: bool = False
+    terminating_seq: int | None = None
+    """The seq of the terminating operation once one is sent: later sends are refused."""
+    progress_at: datetime | None = None
+    """When the watermark last moved (or the sweeper last looked at a stalled session)."""
+    fault_seq: int | None = None
+    fault_reason: str | None = None
+    end_reason: str | None = None
+    version: int = 1
+    expires_at: datetime | None = field(init=False)
+    """When the session expires: after its inactivity timeout (not while faulted: it waits for
+    an operator) or its time to live; None once final. Stored so sweeps use an index."""
+    stalled_at: datetime | None = field(init=False)
+    """When a session with unapplied messages counts as stalled if its watermark has not moved;
+    None when nothing waits. Stored so sweeps use an index."""
+
+    def __post_init__(self) -> None:
+        deadline = None
+        if not self.state.is_final:
+            if self.state is not SessionState.FAULTED:
+                active = self.last_activity_at or self.created_at
+                deadline = active + timedelta(seconds=self.inactivity_timeout_s)
+            if self.ttl_s is not None:
+                end_of_life = self.created_at + timedelta(seconds=self.ttl_s)
+                deadline = end_of_life if deadline is None else min(deadline, end_of_life)
+        object.__setattr__(self, "expires_at", deadline)
+        stalled = None
+        if self.state.applies_messages and self.last_applied_seq < self.last_sent_seq:
+            stalled = (self.progress_at or self.created_at) + STALL_AFTER
+        object.__setattr__(self, "stalled_at", stalled)
+
+    @property
+    def sent_count(self) -> int:
+        """Messages sent to the session (its sequence numbers start at 1)."""
+        return self.last_sent_seq
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One operation call, in a session (``session_id`` and ``seq`` set) or a datagram."""
+
+    message_id: str
+    endpoint: str
+    contract: str
+    operation: str
+    args: Mapping[str, JSON]
+    created_at: datetime
+    session_id: str | None = None
+    seq: int | None = None
+    status: MessageStatus = MessageStatus.PENDING
+    attempts: int = 0
+    result: JSON = None
+    error: str | None = None
+    updated_at: datetime | None = None
+    applied_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """A message waiting to be published; removed once the broker confirms it."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    created_at: datetime
+    headers: Mapping[str, str | int] = field(default_factory=dict)
+    message_id: str | None = None
+    id: int | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A message that could not be delivered or applied, kept with its reason for replay."""
+
+    id: str
+    message_id: str
+    endpoint: str
+    contract: str
+    operation: str
+    args: Mapping[str, JSON]
+    reason: DeadLetterReason
+    created_at: datetime
+    detail: str = ""
+    session_id: str | None = None
+    seq: int | None = None
+    attempts: int = 0
+    replayed_at: datetime | None = None
+    replay_message_id: str | None = None
+
+
+def dead_letter_of(
+    message: MessageRecord, reason: DeadLetterReason, detail: str, now: datetime
+) -> DeadLetterRecord:
+    """The dead letter that keeps ``message`` with its reason, for inspection and replay."""
+    return DeadLetterRecord(
+        id=new_id(),
+        message_id=message.message_id,
+        endpoint=message.endpoint,
+        contract=message.contract,
+        operation=message.operation,
+        args=message.args,
+        reason=reason,
+        created_at=now,
+        detail=detail,
+        session_id=message.session_id,
+        seq=message.seq,
+        attempts=message.attempts,
+    )

@@ -1,0 +1,151 @@
+"""The outbox relay: publishes committed outbox entries, then removes them once confirmed.
+
+Entries this process wrote are claimed in the same transaction (:meth:`OutboxRelay.claim`) and
+handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Every
+``poll_interval_s`` the relay also claims entries nobody holds — written by a process without a
+relay, or left behind by one that crashed once its lease ran out — so nothing stays in the
+outbox. Any number of relays may run: claims keep them apart, and a message published twice is
+a duplicate the workers drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from durable_sessions.errors import BrokerError, StoreError
+from durable_sessions.records import OutboxRecord, new_id, utcnow
+from durable_sessions.sending import Claim
+from durable_sessions.store import Store
+from durable_sessions.transport import Transport
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+
+
+class OutboxRelay:
+    """Publishes the outbox to the broker; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        owner: str | None = None,
+        lease_s: float = 30.0,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self.lease = timedelta(seconds=lease_s)
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self.published = 0
+        self._pending: list[OutboxRecord] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def claim(self, now: datetime) -> Claim:
+        """The claim to write entries with when this relay will publish them after the commit."""
+        return Claim(self.owner, now + self.lease)
+
+    def submit(self, entries: Sequence[OutboxRecord]) -> None:
+        """Publish entries that this relay's claim holds, as soon as possible."""
+        if entries:
+            self._pending.extend(entries)
+            self._idle.clear()
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
+        backoff = 0.0
+        while not self._stopping:
+            if backoff:
+                await asyncio.sleep(backoff)
+            ok = True
+            if self._pending:
+                ok = await self._publish_pending()
+            if ok and loop.time() >= next_poll:
+                ok = await self._poll()
+                next_poll = loop.time() + self.poll_interval_s
+            backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
+            if not self._pending:
+                self._idle.set()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                        await self._wake.wait()
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until everything submitted so far is published (or give up after a while)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Stop after the current step; unpublished entries stay in the outbox."""
+        self._stopping = True
+        self._wake.set()
+
+    async def _publish_pending(self) -> bool:
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        now = self.clock()
+        live = [e for e in batch if e.claimed_until is None or e.claimed_until > now]
+        ok = await self._publish(live)
+        if not ok:
+            self._pending[:0] = live
+        return ok
+
+    async def _poll(self) -> bool:
+        now = self.clock()
+        try:
+            async with self.store.transaction() as uow:
+                claimed = await uow.outbox.claim(self.owner, now, now + self.lease, self.batch_size)
+        except StoreError as e:
+            log.warning("outbox relay cannot claim entries: %s", e)
+            return False
+        if len(claimed) == self.batch_size:
+            self._wake.set()
+        return await self._publish(claimed)
+
+    async def _publish(self, entries: list[OutboxRecord]) -> bool:
+        """Publish, then remove what the broker confirmed; False when it should be tried again."""
+        if not entries:
+            return True
+        try:
+            confirmed = await self.transport.publish(entries)
+        except BrokerError as e:
+            log.warning("outbox relay cannot publish %d entries: %s", len(entries), e)
+            return False
+        done = [e.id for e, ok in zip(entries, confirmed, strict=True) if ok and e.id is not None]
+        refused = len(entries) - len(done)
+        if refused:
+            log.error(
+                "the broker refused %d of %d outbox entries (unroutable or nacked); they stay "
+                "in the outbox and are retried when their claim ends",
+                refused,
+                len(entries),
+            )
+        try:
+            async with self.store.transaction() as uow:
+                await uow.outbox.remove(done)
+        except StoreError as e:
+            # They were published; leaving them only means publishing them once more later.
+            log.warning("outbox relay cannot remove %d published entries: %s", len(done), e)
+        self.published += len(done)
+        return True

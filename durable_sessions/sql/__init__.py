@@ -1,0 +1,1 @@
+"""The SQL adapter: schema, migrations and the store on SQLite and PostgreSQL."""

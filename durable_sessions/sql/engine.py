@@ -1,0 +1,88 @@
+"""Async engines for SQLite and PostgreSQL, and the translation of driver errors.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a commit survives power loss) and write
+transactions start with ``BEGIN IMMEDIATE``, so two writers queue on the busy timeout instead of
+failing when one upgrades a read lock. PostgreSQL connections are checked before use, so a
+database restart costs a reconnect, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from durable_sessions.errors import StoreError, StoreUnavailable, UniquenessViolation
+from durable_sessions.settings import redact_url
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "ds_write"
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    raise StoreError(f"unsupported database {redact_url(url)!r}: use SQLite or PostgreSQL")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver must not open transactions by itself: we emit BEGIN in _on_begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _is_unique_violation(error: sa.exc.IntegrityError) -> bool:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if code is not None:
+        return bool(code == "23505")
+    text = str(error.orig).lower()
+    return "unique" in text or "duplicate key" in text or "primary key" in text
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn driver errors into the store's errors (``raise ... from``)."""
+    try:
+        yield
+    except sa.exc.IntegrityError as e:
+        if _is_unique_violation(e):
+            raise UniquenessViolation(str(e.orig)) from e
+        raise StoreError(f"integrity rule broken: {e.orig}") from e
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError) as e:
+        raise StoreUnavailable(f"database unavailable: {_short(e)}") from e
+    except sa.exc.DBAPIError as e:
+        if e.connection_invalidated:
+            raise StoreUnavailable(f"database connection lost: {_short(e)}") from e
+        raise StoreError(f"database error: {_short(e)}") from e
+
+
+def _short(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    return str(orig if orig is not None else error).splitlines()[0][:300]

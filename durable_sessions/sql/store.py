@@ -1,0 +1,531 @@
+"""The SQL store: the repositories of :mod:`durable_sessions.store` on SQLite and PostgreSQL.
+
+Statements are SQLAlchemy Core over the tables of :mod:`durable_sessions.sql.schema`; rows are
+turned into the frozen records of :mod:`durable_sessions.records` and back. Locks are row locks
+(``SELECT ... FOR UPDATE``, taken in id order) on PostgreSQL and the database write lock on
+SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from durable_sessions.errors import ConcurrencyConflict, StoreError
+from durable_sessions.lifecycle import SessionState
+from durable_sessions.records import (
+    DeadLetterRecord,
+    MessageRecord,
+    MessageStatus,
+    OutboxRecord,
+    SessionRecord,
+)
+from durable_sessions.sql import schema
+from durable_sessions.sql.engine import WRITE_OPTION, create_engine, translated_errors
+from durable_sessions.store import (
+    DeadLetterQuery,
+    DeadLetterRepository,
+    MessageRepository,
+    OutboxRepository,
+    OutboxStats,
+    SessionQuery,
+    SessionRepository,
+    Store,
+    UnitOfWork,
+    check_limit,
+)
+
+R = TypeVar("R")
+
+
+def _fields(record_type: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(record_type))
+
+
+_SESSION_INIT = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.init)
+_SESSION_COLUMNS = _fields(SessionRecord)
+_MESSAGE_COLUMNS = _fields(MessageRecord)
+_OUTBOX_COLUMNS = _fields(OutboxRecord)
+_DEAD_LETTER_COLUMNS = _fields(DeadLetterRecord)
+
+
+def _values(record: object, columns: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in columns}
+
+
+def _session(row: sa.Row[Any]) -> SessionRecord:
+    m = row._mapping
+    return SessionRecord(**{name: m[name] for name in _SESSION_INIT})
+
+
+def _record(record_type: type[R], columns: Sequence[str], row: sa.Row[Any]) -> R:
+    m = row._mapping
+    return record_type(**{name: m[name] for name in columns})
+
+
+class _Work:
+    """One connection in one transaction; spoiled by the first store error."""
+
+    def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
+        self.conn = conn
+        self.writable = writable
+        self.spoiled: StoreError | None = None
+
+    def check(self, *, write: bool = False) -> None:
+        if self.spoiled is not None:
+            raise StoreError(
+                f"this transaction failed earlier ({self.spoiled}); leave the block to roll back"
+            )
+        if write and not self.writable:
+            raise StoreError("cannot write in a read-only snapshot")
+
+    async def execute(self, statement: sa.Executable, *, write: bool = False) -> Any:
+        self.check(write=write)
+        try:
+            with translated_errors():
+                return await self.conn.execute(statement)
+        except StoreError as e:
+            self.spoiled = e
+            raise
+
+    async def execute_many(self, statement: sa.Executable, rows: list[dict[str, Any]]) -> Any:
+        self.check(write=True)
+        try:
+            with translated_errors():
+                return await self.conn.execute(statement, rows)
+        except StoreError as e:
+            self.spoiled = e
+            raise
+
+    def fail(self, error: StoreError) -> StoreError:
+        self.spoiled = error
+        return error
+
+
+class _Sessions(SessionRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+        self._t = schema.sessions
+
+    async def add(self, session: SessionRecord) -> None:
+        await self._w.execute(
+            sa.insert(self._t).values(_values(session, _SESSION_COLUMNS)), write=True
+        )
+        if session.labels:
+            await self._w.execute_many(
+                sa.insert(schema.session_labels),
+                [
+                    {"session_id": session.id, "key": k, "value": v}
+                    for k, v in session.labels.items()
+                ],
+            )
+
+    async def get(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
+        found = await self.get_many([session_id], lock=lock)
+        return found.get(session_id)
+
+    async def get_many(
+        self, session_ids: Collection[str], *, lock: bool = False
+    ) -> dict[str, SessionRecord]:
+        if not session_ids:
+            self._w.check()
+            return {}
+        query = sa.select(self._t).where(self._t.c.id.in_(sorted(set(session_ids))))
+        if lock:
+            query = query.order_by(self._t.c.id).with_for_update()
+        result = await self._w.execute(query)
+        return {row.id: _session(row) for row in result}
+
+    async def update(self, session: SessionRecord) -> SessionRecord:
+        values = _values(session, _SESSION_COLUMNS)
+        del values["labels"], values["id"], values["created_at"]
+        values["version"] = session.version + 1
+        result = await self._w.execute(
+            sa.update(self._t)
+            .where(self._t.c.id == session.id, self._t.c.version == session.version)
+            .values(values),
+            write=True,
+        )
+        if result.rowcount != 1:
+            raise self._w.fail(
+                ConcurrencyConflict(
+                    f"session {session.id!r} changed since it was read (version {session.version})"
+                )
+            )
+        return dataclasses.replace(session, version=session.version + 1)
+
+    async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
+        if not sessions:
+            self._w.check(write=True)
+            return []
+        t = self._t
+        ids = [s.id for s in sessions]
+        result = await self._w.execute(
+            sa.select(t.c.id, t.c.version).where(t.c.id.in_(ids)).with_for_update(), write=True
+        )
+        stored: dict[str, int] = {row.id: row.version for row in result}
+        if len(set(ids)) != len(ids) or any(stored.get(s.id) != s.version for s in sessions):
+            raise self._w.fail(
+                ConcurrencyConflict("a session changed since it was read (batch update)")
+            )
+        rows = []
+        for session in sessions:
+            values = _values(session, _SESSION_COLUMNS)
+            del values["labels"], values["created_at"]
+            values["b_id"] = values.pop("id")
+            values["version"] = session.version + 1
+            rows.append(values)
+        await self._w.execute_many(sa.update(t).where(t.c.id == sa.bindparam("b_id")), rows)
+        return [dataclasses.replace(s, version=s.version + 1) for s in sessions]
+
+    async def find(self, query: SessionQuery) -> list[SessionRecord]:
+        t = self._t
+        stmt = sa.select(t).order_by(t.c.id).limit(check_limit(query.limit))
+        if query.state is not None:
+            stmt = stmt.where(t.c.state == query.state)
+        if query.contract is not None:
+            stmt = stmt.where(t.c.contract == query.contract)
+        if query.after_id is not None:
+            stmt = stmt.where(t.c.id > query.after_id)
+        labels = schema.session_labels
+        for key, value in query.labels.items():
+            stmt = stmt.where(
+                sa.exists().where(
+                    labels.c.session_id == t.c.id, labels.c.key == key, labels.c.value == value
+                )
+            )
+        result = await self._w.execute(stmt)
+        return [_session(row) for row in result]
+
+    async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
+        t = self._t
+        result = await self._w.execute(
+            sa.select(t)
+            .where(t.c.expires_at <= now)
+            .order_by(t.c.expires_at, t.c.id)
+            .limit(check_limit(limit))
+        )
+        return [_session(row) for row in result]
+
+    async def stalled(self, now: datetime, limit: int) -> list[SessionRecord]:
+        t = self._t
+        result = await self._w.execute(
+            sa.select(t)
+            .where(t.c.stalled_at <= now)
+            .order_by(t.c.stalled_at, t.c.id)
+            .limit(check_limit(limit))
+        )
+        return [_session(row) for row in result]
+
+    async def count_by_state(self) -> dict[SessionState, int]:
+        t = self._t
+        result = await self._w.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
+        counts = dict.fromkeys(SessionState, 0)
+        counts.update((state, count) for state, count in result)
+        return counts
+
+
+class _Messages(MessageRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+        self._t = schema.messages
+
+    async def add(self, message: MessageRecord) -> None:
+        await self._w.execute(
+            sa.insert(self._t).values(_values(message, _MESSAGE_COLUMNS)), write=True
+        )
+
+    async def add_many(self, messages: Sequence[MessageRecord]) -> None:
+        if messages:
+            await self._w.execute_many(
+                sa.insert(self._t), [_values(m, _MESSAGE_COLUMNS) for m in messages]
+            )
+        else:
+            self._w.check(write=True)
+
+    async def get(self, message_id: str) -> MessageRecord | None:
+        return (await self.get_many([message_id])).get(message_id)
+
+    async def get_many(
+        self, message_ids: Collection[str], *, lock: bool = False
+    ) -> dict[str, MessageRecord]:
+        if not message_ids:
+            self._w.check()
+            return {}
+        t = self._t
+        query = sa.select(t).where(t.c.message_id.in_(sorted(set(message_ids))))
+        if lock:
+            query = query.order_by(t.c.message_id).with_for_update()
+        result = await self._w.execute(query)
+        return {row.message_id: self._message(row) for row in result}
+
+    async def by_seq(self, session_id: str, seq: int) -> MessageRecord | None:
+        t = self._t
+        result = await self._w.execute(
+            sa.select(t).where(t.c.session_id == session_id, t.c.seq == seq)
+        )
+        row = result.first()
+        return None if row is None else self._message(row)
+
+    async def update(self, message: MessageRecord) -> None:
+        t = self._t
+        values = _values(message, _MESSAGE_COLUMNS)
+        for key in ("message_id", "session_id", "seq"):
+            del values[key]
+        result = await self._w.execute(
+            sa.update(t)
+            .where(
+                t.c.message_id == message.message_id,
+                t.c.session_id.is_not_distinct_from(message.session_id),
+                t.c.seq.is_not_distinct_from(message.seq),
+            )
+            .values(values),
+            write=True,
+        )
+        if result.rowcount != 1:
+            raise self._w.fail(
+                StoreError(f"no message {message.message_id!r} to update with that session and seq")
+            )
+
+    async def update_many(self, messages: Sequence[MessageRecord]) -> None:
+        if not messages:
+            self._w.check(write=True)
+            return
+        t = self._t
+        ids = [m.message_id for m in messages]
+        result = await self._w.execute(
+            sa.select(t.c.message_id, t.c.session_id, t.c.seq).where(t.c.message_id.in_(ids))
+        )
+        stored = {row.message_id: (row.session_id, row.seq) for row in result}
+        if any(stored.get(m.message_id) != (m.session_id, m.seq) for m in messages):
+            raise self._w.fail(
+                StoreError("a message to update is missing or would change its session or seq")
+            )
+        rows = []
+        for message in messages:
+            values = _values(message, _MESSAGE_COLUMNS)
+            del values["session_id"], values["seq"]
+            values["b_message_id"] = values.pop("message_id")
+            rows.append(values)
+        await self._w.execute_many(
+            sa.update(t).where(t.c.message_id == sa.bindparam("b_message_id")), rows
+        )
+
+    async def for_session(
+        self,
+        session_id: str,
+        *,
+        statuses: Collection[MessageStatus] | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[MessageRecord]:
+        t = self._t
+        stmt = (
+            sa.select(t)
+            .where(t.c.session_id == session_id, t.c.seq > after_seq)
+            .order_by(t.c.seq)
+            .limit(check_limit(limit))
+        )
+        if statuses is not None:
+            stmt = stmt.where(t.c.status.in_(list(statuses)))
+        result = await self._w.execute(stmt)
+        return [self._message(row) for row in result]
+
+    async def retries_due(self, now: datetime, limit: int) -> list[MessageRecord]:
+        t = self._t
+        result = await self._w.execute(
+            sa.select(t)
+            .where(t.c.status == MessageStatus.PENDING, t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, t.c.message_id)
+            .limit(check_limit(limit))
+        )
+        return [self._message(row) for row in result]
+
+    @staticmethod
+    def _message(row: sa.Row[Any]) -> MessageRecord:
+        return _record(MessageRecord, _MESSAGE_COLUMNS, row)
+
+
+class _Outbox(OutboxRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+        self._t = schema.outbox
+
+    async def add(self, entry: OutboxRecord) -> OutboxRecord:
+        values = _values(entry, _OUTBOX_COLUMNS)
+        del values["id"]
+        result = await self._w.execute(
+            sa.insert(self._t).values(values).returning(self._t.c.id), write=True
+        )
+        return dataclasses.replace(entry, id=result.scalar_one())
+
+    async def add_many(self, entries: Sequence[OutboxRecord]) -> list[OutboxRecord]:
+        if not entries:
+            self._w.check(write=True)
+            return []
+        rows = []
+        for entry in entries:
+            values = _values(entry, _OUTBOX_COLUMNS)
+            del values["id"]
+            rows.append(values)
+        statement = sa.insert(self._t).returning(self._t.c.id, sort_by_parameter_order=True)
+        result = await self._w.execute_many(statement, rows)
+        ids = [row.id for row in result]
+        return [dataclasses.replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
+
+    async def claim(
+        self, owner: str, now: datetime, until: datetime, limit: int
+    ) -> list[OutboxRecord]:
+        t = self._t
+        free = (
+            sa.select(t.c.id)
+            .where(sa.or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now))
+            .order_by(t.c.id)
+            .limit(check_limit(limit))
+            .with_for_update(skip_locked=True)
+        )
+        result = await self._w.execute(
+            sa.update(t)
+            .where(t.c.id.in_(free))
+            .values(claimed_by=owner, claimed_until=until)
+            .returning(t),
+            write=True,
+        )
+        claimed = [_record(OutboxRecord, _OUTBOX_COLUMNS, row) for row in result]
+        return sorted(claimed, key=lambda e: e.id or 0)
+
+    async def remove(self, ids: Collection[int]) -> None:
+        if ids:
+            await self._w.execute(sa.delete(self._t).where(self._t.c.id.in_(list(ids))), write=True)
+        else:
+            self._w.check(write=True)
+
+    async def stats(self) -> OutboxStats:
+        t = self._t
+        result = await self._w.execute(sa.select(sa.func.count(), sa.func.min(t.c.created_at)))
+        count, oldest = result.one()
+        return OutboxStats(int(count), oldest)
+
+
+class _DeadLetters(DeadLetterRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+        self._t = schema.dead_letters
+
+    async def add(self, dead_letter: DeadLetterRecord) -> None:
+        await self._w.execute(
+            sa.insert(self._t).values(_values(dead_letter, _DEAD_LETTER_COLUMNS)), write=True
+        )
+
+    async def add_many(self, dead_letters: Sequence[DeadLetterRecord]) -> None:
+        if dead_letters:
+            await self._w.execute_many(
+                sa.insert(self._t), [_values(d, _DEAD_LETTER_COLUMNS) for d in dead_letters]
+            )
+        else:
+            self._w.check(write=True)
+
+    async def get(self, dead_letter_id: str) -> DeadLetterRecord | None:
+        result = await self._w.execute(sa.select(self._t).where(self._t.c.id == dead_letter_id))
+        row = result.first()
+        return None if row is None else _record(DeadLetterRecord, _DEAD_LETTER_COLUMNS, row)
+
+    async def update(self, dead_letter: DeadLetterRecord) -> None:
+        values = _values(dead_letter, _DEAD_LETTER_COLUMNS)
+        del values["id"]
+        result = await self._w.execute(
+            sa.update(self._t).where(self._t.c.id == dead_letter.id).values(values), write=True
+        )
+        if result.rowcount != 1:
+            raise self._w.fail(StoreError(f"no dead letter {dead_letter.id!r} to update"))
+
+    async def find(self, query: DeadLetterQuery) -> list[DeadLetterRecord]:
+        t = self._t
+        stmt = sa.select(t).order_by(t.c.id).limit(check_limit(query.limit))
+        if query.session_id is not None:
+            stmt = stmt.where(t.c.session_id == query.session_id)
+        if query.reason is not None:
+            stmt = stmt.where(t.c.reason == query.reason)
+        if query.after_id is not None:
+            stmt = stmt.where(t.c.id > query.after_id)
+        result = await self._w.execute(stmt)
+        return [_record(DeadLetterRecord, _DEAD_LETTER_COLUMNS, row) for row in result]
+
+
+class _SqlUnitOfWork(UnitOfWork):
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+        self.sessions = _Sessions(work)
+        self.messages = _Messages(work)
+        self.outbox = _Outbox(work)
+        self.dead_letters = _DeadLetters(work)
+
+
+class SqlStore(Store):
+    """The store on a SQL database (SQLite or PostgreSQL) through an async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        """A store on the database at ``url``; its schema must be migrated already."""
+        return cls(create_engine(url))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        async with self._begin(write=True) as uow:
+            yield uow
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[UnitOfWork]:
+        async with self._begin(write=False) as uow:
+            yield uow
+
+    @asynccontextmanager
+    async def _begin(self, *, write: bool) -> AsyncIterator[UnitOfWork]:
+        options: Mapping[str, Any] = {WRITE_OPTION: write}
+        if not write and self.engine.dialect.name == "postgresql":
+            options = {**options, "postgresql_readonly": True}
+        with translated_errors():
+            conn = await self.engine.connect()
+        try:
+            with translated_errors():
+                await conn.execution_options(**options)
+                transaction = await conn.begin()
+            uow = _SqlUnitOfWork(_Work(conn, writable=write))
+            try:
+                yield uow
+                uow.work.check()
+                with translated_errors():
+                    await transaction.commit()
+            except Exception:
+                # The original error matters; a rollback on a dead connection adds nothing.
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            except BaseException:
+                # Cancelled mid-statement: the connection's state is unknown and it may hold
+                # row locks, so it must never go back to the pool. Closing it ends its
+                # transaction on the server.
+                with contextlib.suppress(BaseException):
+                    await conn.invalidate()
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def ping(self) -> None:
+        with translated_errors():
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.select(sa.literal(1)))
+
+    async def close(self) -> None:
+        await self.engine.dispose()

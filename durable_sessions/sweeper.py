@@ -1,0 +1,149 @@
+"""The sweeper: expires sessions, fires scheduled retries, and repairs stalled sessions.
+
+Each sweep finds candidates in a read-only snapshot, then handles each one in its own
+transaction that locks the session and checks again, so any number of sweepers may run at once:
+the second to get a lock finds nothing left to do.
+
+- **Expiry**: sessions past their inactivity timeout or time to live become ``expired`` and
+  the messages they still hold become dead letters.
+- **Retries**: a message whose retry cycle is due is published again.
+- **Repair**: a session with unapplied messages whose watermark has not moved for a minute gets
+  its next message published again, in case the broker lost the delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from durable_sessions.control import expire_session
+from durable_sessions.endpoints import Endpoint
+from durable_sessions.errors import StoreError
+from durable_sessions.records import MessageRecord, MessageStatus, OutboxRecord, utcnow
+from durable_sessions.relay import OutboxRelay
+from durable_sessions.sending import Claim, outbox_entry
+from durable_sessions.store import Store
+
+log = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired: int = 0
+    retried: int = 0
+    repaired: int = 0
+
+
+class Sweeper:
+    """Periodic maintenance of sessions and messages; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        endpoints: Mapping[str, Endpoint],
+        relay: OutboxRelay | None = None,
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.endpoints = endpoints
+        self.relay = relay
+        self.interval_s = interval_s
+        self.clock = clock
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Sweep every ``interval_s`` until :meth:`stop`."""
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except StoreError as e:
+                log.warning("sweep failed, will try again: %s", e)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Stop after the current sweep."""
+        self._stopping.set()
+
+    async def sweep(self) -> SweepReport:
+        """One sweep of expiries, due retries and stalled sessions."""
+        now = self.clock()
+        async with self.store.snapshot() as uow:
+            expiring = [s.id for s in await uow.sessions.expiring(now, SWEEP_LIMIT)]
+            due = await uow.messages.retries_due(now, SWEEP_LIMIT)
+            stalled = [s.id for s in await uow.sessions.stalled(now, SWEEP_LIMIT)]
+        expired = 0
+        for session_id in expiring:
+            async with self.store.transaction() as tx:
+                if await expire_session(tx, session_id, now) is not None:
+                    expired += 1
+                    log.info("session %s expired", session_id)
+        retried = sum([await self._retry(message, now) for message in due])
+        repaired = sum([await self._repair(session_id, now) for session_id in stalled])
+        return SweepReport(expired, retried, repaired)
+
+    async def _retry(self, message: MessageRecord, now: datetime) -> bool:
+        endpoint = self.endpoints.get(message.endpoint)
+        if endpoint is None:
+            return False  # another process serves that endpoint
+        async with self.store.transaction() as uow:
+            if message.session_id is not None:
+                await uow.sessions.get(message.session_id, lock=True)
+            current = await uow.messages.get(message.message_id)
+            if (
+                current is None
+                or current.status is not MessageStatus.PENDING
+                or current.next_attempt_at is None
+                or current.next_attempt_at > now
+            ):
+                return False
+            current = dataclasses.replace(current, next_attempt_at=None, updated_at=now)
+            await uow.messages.update(current)
+            entry = await uow.outbox.add(outbox_entry(endpoint, current, now, self._claim(now)))
+        self._hand_over(entry)
+        return True
+
+    async def _repair(self, session_id: str, now: datetime) -> bool:
+        async with self.store.transaction() as uow:
+            session = await uow.sessions.get(session_id, lock=True)
+            if session is None or session.stalled_at is None or session.stalled_at > now:
+                return False
+            endpoint = self.endpoints.get(session.endpoint)
+            if endpoint is None:
+                return False
+            await uow.sessions.update(dataclasses.replace(session, progress_at=now))
+            following = await uow.messages.by_seq(session.id, session.last_applied_seq + 1)
+            if following is None or following.status not in (
+                MessageStatus.PENDING,
+                MessageStatus.PARKED,
+            ):
+                return False
+            if following.next_attempt_at is not None and following.next_attempt_at > now:
+                return False
+            entry = await uow.outbox.add(outbox_entry(endpoint, following, now, self._claim(now)))
+        log.warning(
+            "session %s made no progress for a while: published seq %s again",
+            session_id,
+            following.seq,
+        )
+        self._hand_over(entry)
+        return True
+
+    def _claim(self, now: datetime) -> Claim | None:
+        return None if self.relay is None else self.relay.claim(now)
+
+    def _hand_over(self, entry: OutboxRecord) -> None:
+        if self.relay is not None:
+            self.relay.submit([entry])

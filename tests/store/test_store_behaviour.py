@@ -1,0 +1,579 @@
+"""One behaviour suite for every store: memory, SQLite and PostgreSQL enforce the same rules."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from durable_sessions.errors import ConcurrencyConflict, StoreError, UniquenessViolation
+from durable_sessions.lifecycle import SessionState
+from durable_sessions.records import (
+    DeadLetterReason,
+    DeadLetterRecord,
+    MessageRecord,
+    MessageStatus,
+    OutboxRecord,
+    SessionRecord,
+    new_id,
+)
+from durable_sessions.store import DeadLetterQuery, SessionQuery, Store
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def make_session(**changes: object) -> SessionRecord:
+    base = SessionRecord(id=new_id(), contract="Calculator", endpoint="calculator", created_at=T0)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def make_message(
+    session: SessionRecord | None, seq: int | None, **changes: object
+) -> MessageRecord:
+    base = MessageRecord(
+        message_id=new_id(),
+        endpoint="calculator",
+        contract="Calculator",
+        operation="add_to",
+        args={"n": seq or 0},
+        created_at=T0,
+        session_id=None if session is None else session.id,
+        seq=seq,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def make_dead_letter(**changes: object) -> DeadLetterRecord:
+    base = DeadLetterRecord(
+        id=new_id(),
+        message_id=new_id(),
+        endpoint="calculator",
+        contract="Calculator",
+        operation="divide_by",
+        args={"n": 0},
+        reason=DeadLetterReason.POISON,
+        created_at=T0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def add_session(store: Store, **changes: object) -> SessionRecord:
+    session = make_session(**changes)
+    async with store.transaction() as uow:
+        await uow.sessions.add(session)
+    return session
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+async def test_session_round_trips_every_field(store: Store) -> None:
+    session = make_session(
+        labels={"tenant": "acme", "region": "eu"},
+        instance_state={"result": 1.5, "history": [1, "two", None, {"x": True}]},
+        last_sent_seq=7,
+        last_applied_seq=3,
+        applied_count=3,
+        parked_count=2,
+        duplicate_count=4,
+        dead_count=1,
+        ttl_s=3600.0,
+        last_activity_at=T0 + timedelta(seconds=5),
+        updated_at=T0 + timedelta(seconds=6),
+        close_requested=True,
+        fault_seq=4,
+        fault_reason="ZeroDivisionError: float division by zero",
+    )
+    async with store.transaction() as uow:
+        await uow.sessions.add(session)
+    async with store.snapshot() as uow:
+        loaded = await uow.sessions.get(session.id)
+    assert loaded == session
+    assert loaded is not None
+    assert loaded.created_at.tzinfo is not None
+    assert loaded.expires_at == T0 + timedelta(seconds=605)
+
+
+async def test_unknown_session_is_none(store: Store) -> None:
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get("no-such-session") is None
+        assert await uow.sessions.get_many(["a", "b"]) == {}
+
+
+async def test_duplicate_session_id_is_a_uniqueness_violation_and_rolls_back(store: Store) -> None:
+    existing = await add_session(store)
+    newcomer = make_session()
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.sessions.add(newcomer)
+            await uow.sessions.add(dataclasses.replace(newcomer, id=existing.id))
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(newcomer.id) is None
+
+
+async def test_a_failed_unit_of_work_refuses_further_work(store: Store) -> None:
+    existing = await add_session(store)
+    with pytest.raises(StoreError, match="failed earlier"):
+        async with store.transaction() as uow:
+            with pytest.raises(UniquenessViolation):
+                await uow.sessions.add(existing)
+            await uow.sessions.get(existing.id)
+
+
+async def test_swallowing_a_store_error_still_fails_the_commit(store: Store) -> None:
+    existing = await add_session(store)
+    fresh = make_session()
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.sessions.add(fresh)
+            with pytest.raises(UniquenessViolation):
+                await uow.sessions.add(existing)
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(fresh.id) is None
+
+
+async def test_an_exception_rolls_everything_back(store: Store) -> None:
+    session = make_session()
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as uow:
+            await uow.sessions.add(session)
+            await uow.messages.add(make_message(session, 1))
+            raise RuntimeError("boom")
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(session.id) is None
+
+
+async def test_update_bumps_the_version(store: Store) -> None:
+    session = await add_session(store)
+    async with store.transaction() as uow:
+        current = await uow.sessions.get(session.id, lock=True)
+        assert current is not None
+        updated = await uow.sessions.update(
+            dataclasses.replace(current, state=SessionState.CLOSING, last_sent_seq=1)
+        )
+    assert updated.version == session.version + 1
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(session.id) == updated
+
+
+async def test_stale_update_is_a_concurrency_conflict(store: Store) -> None:
+    session = await add_session(store)
+    async with store.transaction() as uow:
+        await uow.sessions.update(dataclasses.replace(session, last_sent_seq=1))
+    with pytest.raises(ConcurrencyConflict):
+        async with store.transaction() as uow:
+            await uow.sessions.update(dataclasses.replace(session, last_sent_seq=2))
+    async with store.snapshot() as uow:
+        stored = await uow.sessions.get(session.id)
+    assert stored is not None
+    assert (stored.last_sent_seq, stored.version) == (1, session.version + 1)
+
+
+async def test_update_of_a_missing_session_is_a_conflict(store: Store) -> None:
+    with pytest.raises(ConcurrencyConflict):
+        async with store.transaction() as uow:
+            await uow.sessions.update(make_session())
+
+
+async def test_locked_read_modify_write_serialises_concurrent_writers(store: Store) -> None:
+    session = await add_session(store)
+
+    async def increment() -> None:
+        async with store.transaction() as uow:
+            current = await uow.sessions.get(session.id, lock=True)
+            assert current is not None
+            await asyncio.sleep(0.02)
+            await uow.sessions.update(
+                dataclasses.replace(current, last_sent_seq=current.last_sent_seq + 1)
+            )
+
+    await asyncio.gather(*(increment() for _ in range(5)))
+    async with store.snapshot() as uow:
+        stored = await uow.sessions.get(session.id)
+    assert stored is not None
+    assert stored.last_sent_seq == 5
+    assert stored.version == session.version + 5
+
+
+async def test_snapshot_is_read_only_and_sees_only_committed_work(store: Store) -> None:
+    session = make_session()
+    with pytest.raises(StoreError, match="read-only"):
+        async with store.snapshot() as uow:
+            await uow.sessions.add(session)
+    async with store.transaction() as writer:
+        await writer.sessions.add(session)
+        async with store.snapshot() as reader:
+            assert await reader.sessions.get(session.id) is None
+    async with store.snapshot() as reader:
+        assert await reader.sessions.get(session.id) == session
+
+
+async def test_get_many_returns_only_existing_sessions(store: Store) -> None:
+    a, b = await add_session(store), await add_session(store)
+    async with store.transaction() as uow:
+        found = await uow.sessions.get_many([b.id, "missing", a.id], lock=True)
+    assert found == {a.id: a, b.id: b}
+
+
+async def test_find_filters_by_state_contract_and_labels_with_keyset_pages(store: Store) -> None:
+    made = [
+        await add_session(store, labels={"tenant": "acme", "tier": "gold"}),
+        await add_session(store, labels={"tenant": "acme"}),
+        await add_session(store, contract="Orders", labels={"tenant": "acme", "tier": "gold"}),
+        await add_session(store, state=SessionState.CLOSED, labels={"tenant": "other"}),
+        await add_session(store, labels={"tenant": "acme", "tier": "gold"}),
+    ]
+    ids = sorted(s.id for s in made)
+    async with store.snapshot() as uow:
+        all_ids = [s.id for s in await uow.sessions.find(SessionQuery(limit=10))]
+        first = await uow.sessions.find(SessionQuery(limit=2))
+        second = await uow.sessions.find(SessionQuery(limit=2, after_id=first[-1].id))
+        gold = await uow.sessions.find(SessionQuery(labels={"tenant": "acme", "tier": "gold"}))
+        gold_calc = await uow.sessions.find(
+            SessionQuery(contract="Calculator", labels={"tier": "gold"})
+        )
+        closed = await uow.sessions.find(SessionQuery(state=SessionState.CLOSED))
+        nothing = await uow.sessions.find(SessionQuery(labels={"tenant": "nobody"}))
+    assert all_ids == ids
+    assert [s.id for s in first + second] == ids[:4]
+    assert {s.id for s in gold} == {made[0].id, made[2].id, made[4].id}
+    assert {s.id for s in gold_calc} == {made[0].id, made[4].id}
+    assert [s.id for s in closed] == [made[3].id]
+    assert nothing == []
+
+
+async def test_find_rejects_silly_page_sizes(store: Store) -> None:
+    async with store.snapshot() as uow:
+        for limit in (0, -1, 1001):
+            with pytest.raises(ValueError, match="limit"):
+                await uow.sessions.find(SessionQuery(limit=limit))
+
+
+async def test_expiring_lists_live_sessions_past_their_deadline(store: Store) -> None:
+    idle = await add_session(store, inactivity_timeout_s=10.0)
+    active = await add_session(store, last_activity_at=T0 + timedelta(seconds=100))
+    old = await add_session(store, ttl_s=5.0)
+    await add_session(store, state=SessionState.CLOSED, inactivity_timeout_s=1.0)
+    faulted = await add_session(store, state=SessionState.FAULTED, ttl_s=20.0)
+    await add_session(store, state=SessionState.FAULTED, inactivity_timeout_s=1.0)
+    async with store.snapshot() as uow:
+        due = await uow.sessions.expiring(T0 + timedelta(seconds=30), limit=10)
+        later = await uow.sessions.expiring(T0 + timedelta(seconds=3600), limit=10)
+    assert [s.id for s in due] == [old.id, idle.id, faulted.id]
+    assert active.id in {s.id for s in later}
+    assert SessionState.CLOSED not in {s.state for s in later}
+
+
+async def test_stalled_lists_sessions_with_work_and_no_progress(store: Store) -> None:
+    waiting = await add_session(store, last_sent_seq=3, last_applied_seq=1)
+    progressing = await add_session(
+        store, last_sent_seq=3, last_applied_seq=1, progress_at=T0 + timedelta(seconds=100)
+    )
+    await add_session(store, last_sent_seq=2, last_applied_seq=2)
+    await add_session(store, last_sent_seq=2, state=SessionState.FAULTED)
+    async with store.snapshot() as uow:
+        due = await uow.sessions.stalled(T0 + timedelta(seconds=90), limit=10)
+        later = await uow.sessions.stalled(T0 + timedelta(seconds=600), limit=10)
+    assert [s.id for s in due] == [waiting.id]
+    assert [s.id for s in later] == [waiting.id, progressing.id]
+
+
+async def test_count_by_state(store: Store) -> None:
+    await add_session(store)
+    await add_session(store)
+    await add_session(store, state=SessionState.FAULTED)
+    async with store.snapshot() as uow:
+        counts = await uow.sessions.count_by_state()
+    assert counts[SessionState.OPEN] == 2
+    assert counts[SessionState.FAULTED] == 1
+    assert counts[SessionState.EXPIRED] == 0
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+async def test_message_round_trip_and_lookups(store: Store) -> None:
+    session = await add_session(store)
+    message = make_message(
+        session,
+        1,
+        args={"n": 2.5, "nested": {"list": [1, 2]}},
+        status=MessageStatus.APPLIED,
+        attempts=2,
+        result={"value": 3.5},
+        error="first try failed",
+        applied_at=T0 + timedelta(seconds=1),
+    )
+    async with store.transaction() as uow:
+        await uow.messages.add(message)
+    async with store.snapshot() as uow:
+        assert await uow.messages.get(message.message_id) == message
+        assert await uow.messages.by_seq(session.id, 1) == message
+        assert await uow.messages.by_seq(session.id, 2) is None
+        assert await uow.messages.get_many([message.message_id, "x"]) == {
+            message.message_id: message
+        }
+
+
+async def test_message_id_is_unique(store: Store) -> None:
+    session = await add_session(store)
+    first = make_message(session, 1)
+    async with store.transaction() as uow:
+        await uow.messages.add(first)
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.messages.add(make_message(session, 2, message_id=first.message_id))
+
+
+async def test_session_and_seq_are_unique(store: Store) -> None:
+    session = await add_session(store)
+    async with store.transaction() as uow:
+        await uow.messages.add(make_message(session, 1))
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.messages.add(make_message(session, 1))
+
+
+async def test_datagrams_have_no_session_and_no_seq(store: Store) -> None:
+    a, b = make_message(None, None), make_message(None, None)
+    async with store.transaction() as uow:
+        await uow.messages.add(a)
+        await uow.messages.add(b)
+    async with store.snapshot() as uow:
+        assert await uow.messages.get(b.message_id) == b
+
+
+async def test_a_message_needs_an_existing_session(store: Store) -> None:
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.messages.add(make_message(make_session(), 1))
+
+
+async def test_message_update_keeps_session_and_seq(store: Store) -> None:
+    session = await add_session(store)
+    message = make_message(session, 1)
+    async with store.transaction() as uow:
+        await uow.messages.add(message)
+        await uow.messages.update(
+            dataclasses.replace(message, status=MessageStatus.PARKED, attempts=1)
+        )
+    async with store.snapshot() as uow:
+        stored = await uow.messages.get(message.message_id)
+    assert stored is not None
+    assert (stored.status, stored.attempts) == (MessageStatus.PARKED, 1)
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.messages.update(dataclasses.replace(message, seq=2))
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.messages.update(make_message(session, 9))
+
+
+async def test_for_session_orders_by_seq_and_filters(store: Store) -> None:
+    session, other = await add_session(store), await add_session(store)
+    statuses = [MessageStatus.APPLIED, MessageStatus.PARKED, MessageStatus.PENDING] * 3
+    async with store.transaction() as uow:
+        for seq in (5, 2, 9, 1, 7, 3, 8, 4, 6):
+            await uow.messages.add(make_message(session, seq, status=statuses[seq - 1]))
+        await uow.messages.add(make_message(other, 1))
+    async with store.snapshot() as uow:
+        every = await uow.messages.for_session(session.id)
+        parked = await uow.messages.for_session(session.id, statuses=[MessageStatus.PARKED])
+        tail = await uow.messages.for_session(session.id, after_seq=6, limit=2)
+        mixed = await uow.messages.for_session(
+            session.id, statuses=[MessageStatus.PARKED, MessageStatus.PENDING], after_seq=4
+        )
+    assert [m.seq for m in every] == list(range(1, 10))
+    assert [m.seq for m in parked] == [2, 5, 8]
+    assert [m.seq for m in tail] == [7, 8]
+    assert [m.seq for m in mixed] == [5, 6, 8, 9]
+
+
+async def test_retries_due(store: Store) -> None:
+    session = await add_session(store)
+    soon = make_message(session, 1, next_attempt_at=T0 + timedelta(seconds=10))
+    later = make_message(session, 2, next_attempt_at=T0 + timedelta(seconds=60))
+    done = make_message(
+        session, 3, status=MessageStatus.APPLIED, next_attempt_at=T0 + timedelta(seconds=1)
+    )
+    async with store.transaction() as uow:
+        for message in (later, soon, done, make_message(session, 4)):
+            await uow.messages.add(message)
+    async with store.snapshot() as uow:
+        due = await uow.messages.retries_due(T0 + timedelta(seconds=30), limit=10)
+        all_due = await uow.messages.retries_due(T0 + timedelta(hours=1), limit=10)
+    assert due == [soon]
+    assert all_due == [soon, later]
+
+
+# --- outbox -------------------------------------------------------------------------------
+
+
+def make_entry(n: int) -> OutboxRecord:
+    return OutboxRecord(
+        exchange="ds.calculator",
+        routing_key=f"q{n % 4}",
+        body=bytes([n % 256]) * 600,
+        created_at=T0 + timedelta(seconds=n),
+        headers={"seq": n, "kind": "session"},
+        message_id=f"m{n}",
+    )
+
+
+async def test_outbox_claims_oldest_first_and_holds_claims(store: Store) -> None:
+    async with store.transaction() as uow:
+        added = [await uow.outbox.add(make_entry(n)) for n in range(5)]
+    ids = [e.id for e in added]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    now, until = T0 + timedelta(seconds=100), T0 + timedelta(seconds=130)
+    async with store.transaction() as uow:
+        first = await uow.outbox.claim("relay-a", now, until, limit=3)
+    async with store.transaction() as uow:
+        second = await uow.outbox.claim("relay-b", now, until, limit=3)
+    assert [e.id for e in first] == ids[:3]
+    assert [e.id for e in second] == ids[3:]
+    assert first[0].body == added[0].body
+    assert first[0].headers == {"seq": 0, "kind": "session"}
+    assert {e.claimed_by for e in first} == {"relay-a"}
+    async with store.transaction() as uow:
+        assert await uow.outbox.claim("relay-c", now, until, limit=3) == []
+        expired = await uow.outbox.claim("relay-c", until, until + timedelta(seconds=30), 10)
+    assert [e.id for e in expired] == ids
+
+
+async def test_outbox_remove_and_stats(store: Store) -> None:
+    async with store.snapshot() as uow:
+        empty = await uow.outbox.stats()
+    assert (empty.count, empty.oldest_created_at) == (0, None)
+    async with store.transaction() as uow:
+        added = [await uow.outbox.add(make_entry(n)) for n in range(3)]
+        await uow.outbox.remove([added[0].id or 0])
+    async with store.snapshot() as uow:
+        stats = await uow.outbox.stats()
+    assert stats.count == 2
+    assert stats.oldest_created_at == added[1].created_at
+
+
+async def test_concurrent_relays_never_claim_the_same_entry(store: Store) -> None:
+    async with store.transaction() as uow:
+        for n in range(40):
+            await uow.outbox.add(make_entry(n))
+    now, until = T0, T0 + timedelta(seconds=30)
+
+    async def relay(name: str) -> list[int]:
+        claimed: list[int] = []
+        while True:
+            async with store.transaction() as uow:
+                batch = await uow.outbox.claim(name, now, until, limit=3)
+            if not batch:
+                return claimed
+            claimed += [e.id or 0 for e in batch]
+
+    results = await asyncio.gather(*(relay(f"relay-{i}") for i in range(4)))
+    every = [i for r in results for i in r]
+    assert len(every) == 40
+    assert len(set(every)) == 40
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+async def test_dead_letters_round_trip_update_and_find(store: Store) -> None:
+    letters = [
+        make_dead_letter(session_id="s1", seq=1, attempts=18, detail="ZeroDivisionError"),
+        make_dead_letter(session_id="s1", seq=2, reason=DeadLetterReason.TERMINATED),
+        make_dead_letter(session_id="s2", reason=DeadLetterReason.TERMINATED),
+    ]
+    async with store.transaction() as uow:
+        for letter in letters:
+            await uow.dead_letters.add(letter)
+    replayed = dataclasses.replace(letters[0], replayed_at=T0, replay_message_id="m-new")
+    async with store.transaction() as uow:
+        await uow.dead_letters.update(replayed)
+    async with store.snapshot() as uow:
+        assert await uow.dead_letters.get(letters[0].id) == replayed
+        assert await uow.dead_letters.get("missing") is None
+        by_session = await uow.dead_letters.find(DeadLetterQuery(session_id="s1"))
+        terminated = await uow.dead_letters.find(
+            DeadLetterQuery(reason=DeadLetterReason.TERMINATED)
+        )
+        page = await uow.dead_letters.find(DeadLetterQuery(limit=1))
+        rest = await uow.dead_letters.find(DeadLetterQuery(after_id=page[0].id))
+    assert {d.id for d in by_session} == {letters[0].id, letters[1].id}
+    assert {d.id for d in terminated} == {letters[1].id, letters[2].id}
+    assert len(page) + len(rest) == 3
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.dead_letters.add(letters[1])
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.dead_letters.update(make_dead_letter())
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+async def test_batch_session_updates_check_every_version(store: Store) -> None:
+    a, b = await add_session(store), await add_session(store)
+    async with store.transaction() as uow:
+        updated = await uow.sessions.update_many(
+            [dataclasses.replace(a, last_sent_seq=1), dataclasses.replace(b, last_sent_seq=2)]
+        )
+    assert [(s.id, s.version, s.last_sent_seq) for s in updated] == [
+        (a.id, a.version + 1, 1),
+        (b.id, b.version + 1, 2),
+    ]
+    with pytest.raises(ConcurrencyConflict):
+        async with store.transaction() as uow:
+            await uow.sessions.update_many([updated[0], dataclasses.replace(b, last_sent_seq=9)])
+    with pytest.raises(ConcurrencyConflict):
+        async with store.transaction() as uow:
+            await uow.sessions.update_many([updated[0], updated[0]])
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get_many([a.id, b.id]) == {a.id: updated[0], b.id: updated[1]}
+    async with store.transaction() as uow:
+        assert await uow.sessions.update_many([]) == []
+
+
+async def test_batch_message_inserts_and_updates(store: Store) -> None:
+    session = await add_session(store)
+    batch = [make_message(session, seq) for seq in (1, 2, 3)]
+    async with store.transaction() as uow:
+        await uow.messages.add_many(batch)
+        await uow.messages.add_many([])
+    changed = [dataclasses.replace(m, status=MessageStatus.APPLIED, attempts=1) for m in batch]
+    async with store.transaction() as uow:
+        await uow.messages.update_many(changed)
+    async with store.snapshot() as uow:
+        stored = await uow.messages.for_session(session.id)
+    assert stored == changed
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.messages.add_many([make_message(session, 4), make_message(session, 2)])
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.messages.update_many([changed[0], make_message(session, 7)])
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.messages.update_many([dataclasses.replace(changed[1], seq=8)])
+    async with store.snapshot() as uow:
+        assert await uow.messages.by_seq(session.id, 4) is None
+
+
+async def test_batch_outbox_and_dead_letter_inserts(store: Store) -> None:
+    async with store.transaction() as uow:
+        first = await uow.outbox.add(make_entry(0))
+        added = await uow.outbox.add_many([make_entry(n) for n in range(1, 6)])
+        assert await uow.outbox.add_many([]) == []
+    assert [e.message_id for e in added] == [f"m{n}" for n in range(1, 6)]
+    ids = [first.id or 0] + [e.id or 0 for e in added]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 6
+    letters = [make_dead_letter(), make_dead_letter()]
+    async with store.transaction() as uow:
+        await uow.dead_letters.add_many(letters)
+    async with store.snapshot() as uow:
+        assert await uow.dead_letters.get(letters[1].id) == letters[1]

@@ -1,0 +1,7 @@
+"""``python -m workers``: the same as ``durable-sessions worker``."""
+
+import sys
+
+from durable_sessions.cli import main
+
+main(["worker", *sys.argv[1:]])

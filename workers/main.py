@@ -1,0 +1,71 @@
+"""The worker process: settings in, runtime out, stopped cleanly by SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from durable_sessions.hosting import (
+    build_store,
+    connect_broker,
+    served_endpoints,
+    throttles,
+)
+from durable_sessions.metrics import Metrics
+from durable_sessions.runtime import Runtime
+from durable_sessions.settings import Settings, redact_url
+
+log = logging.getLogger("durable_sessions.worker")
+
+
+async def serve(
+    settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT; the batch in progress finishes, nothing else is acked."""
+    served = served_endpoints(settings, service_paths, endpoint)
+    store = build_store(settings)
+    try:
+        await store.ping()
+        transport = await connect_broker(settings)
+        try:
+            runtime = Runtime(
+                store,
+                transport,
+                served,
+                throttles=throttles(settings),
+                sweep_interval_s=settings.sweep_interval_s,
+                relay_poll_interval_s=settings.outbox_poll_interval_s,
+                relay_lease_s=settings.outbox_lease_s,
+                on_batch=Metrics().observe_batch,
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await runtime.start()
+            for endpoint_, service in served:
+                log.info(
+                    "serving %s on endpoint %r (%s) from %s, broker %s",
+                    service.path,
+                    endpoint_.name,
+                    endpoint_.binding,
+                    redact_url(settings.database_url),
+                    redact_url(settings.broker_url),
+                )
+            waiting = asyncio.create_task(runtime.wait())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            log.info("stopping: finishing the batch in progress")
+            await runtime.stop()
+            stopping.cancel()
+            if waiting.done():
+                waiting.result()
+            else:
+                waiting.cancel()
+        finally:
+            await transport.close()
+    finally:
+        await store.close()
+    log.info("stopped")
