@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from durable_sessions.topology import EndpointTopology
+from tests.bindings.conftest import delete_topology
 from tests.services import BROKER_URL, require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
@@ -45,10 +48,6 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DS_")}
     env.update(DS_BROKER_URL=BROKER_URL, PYTHONPATH=str(REPO), **extra)
     return env
-
-
-def unique_endpoint() -> str:
-    return f"calculator-{uuid.uuid4().hex[:8]}"
 
 
 def services(endpoint: str) -> str:
@@ -90,7 +89,24 @@ class Up:
 
 
 @pytest.fixture
-def run_up(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Up]]:
+def unique_endpoint() -> Iterator[Callable[[], str]]:
+    """Endpoint names no other test uses; their queues and exchanges are deleted afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"calculator-{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        asyncio.run(delete_topology(EndpointTopology(name)))
+
+
+@pytest.fixture
+def run_up(
+    tmp_path: Path, unique_endpoint: Callable[[], str]
+) -> Iterator[Callable[[dict[str, str]], Up]]:
+    """Start ``up`` processes; they are killed before their endpoints' topologies are deleted."""
     require("RabbitMQ", BROKER_URL, 5672)
     started: list[Up] = []
 
@@ -166,7 +182,9 @@ def check_inspection(up: Up, sid: str, key: str) -> None:
 
 @pytest.mark.postgres
 def test_up_on_postgres(
-    run_up: Callable[[dict[str, str]], Up], make_postgres_database: Callable[[], str]
+    run_up: Callable[[dict[str, str]], Up],
+    make_postgres_database: Callable[[], str],
+    unique_endpoint: Callable[[], str],
 ) -> None:
     url = make_postgres_database()
     endpoint = unique_endpoint()
@@ -180,7 +198,9 @@ def test_up_on_postgres(
     assert "stopped" in up.output()
 
 
-def test_up_on_the_sqlite_default(run_up: Callable[[dict[str, str]], Up], tmp_path: Path) -> None:
+def test_up_on_the_sqlite_default(
+    run_up: Callable[[dict[str, str]], Up], tmp_path: Path, unique_endpoint: Callable[[], str]
+) -> None:
     endpoint = unique_endpoint()
     up = run_up({"DS_SERVICES": services(endpoint)})
     output = up.output()
@@ -200,7 +220,9 @@ def test_up_on_the_sqlite_default(run_up: Callable[[dict[str, str]], Up], tmp_pa
     assert again.stop() == 0
 
 
-def test_killing_up_takes_its_processes_with_it(run_up: Callable[[dict[str, str]], Up]) -> None:
+def test_killing_up_takes_its_processes_with_it(
+    run_up: Callable[[dict[str, str]], Up], unique_endpoint: Callable[[], str]
+) -> None:
     up = run_up({"DS_SERVICES": services(unique_endpoint())})
     children = subprocess.run(
         ["pgrep", "-P", str(up.process.pid)], capture_output=True, text=True, check=False
