@@ -6,13 +6,10 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import pytest
-from pydantic import BaseModel
 
 from durable_sessions.client import Client
-from durable_sessions.contracts import SessionMode, contract, operation
 from durable_sessions.control import ResumeAction, resume_session
 from durable_sessions.endpoints import Endpoints, PoisonPolicy
 from durable_sessions.errors import (
@@ -25,47 +22,12 @@ from durable_sessions.examples.calculator import Calculator, CalculatorService
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.records import DeadLetterReason, MessageStatus, SessionRecord, utcnow
 from durable_sessions.sending import open_session, send
-from durable_sessions.services import service
 from durable_sessions.store import DeadLetterQuery, SessionQuery
 from durable_sessions.testing import FAST_POISON
 from tests.bindings.conftest import Stack
+from tests.e2e.journal import Journal, JournalService
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@contract(session_mode=SessionMode.REQUIRED)
-class Journal(Protocol):
-    """Records every value it gets, in order: the state shows order and exactly-once."""
-
-    @operation
-    async def begin(self, name: str) -> None: ...
-
-    @operation(initiating=False)
-    async def write(self, value: int) -> None: ...
-
-    @operation(initiating=False)
-    async def fail(self, why: str) -> int: ...
-
-    @operation(initiating=False, terminating=True)
-    async def finish(self) -> list[int]: ...
-
-
-@service(Journal)
-class JournalService(BaseModel):
-    name: str = ""
-    values: list[int] = []
-
-    async def begin(self, name: str) -> None:
-        self.name = name
-
-    async def write(self, value: int) -> None:
-        self.values.append(value)
-
-    async def fail(self, why: str) -> int:
-        raise ValueError(why)
-
-    async def finish(self) -> list[int]:
-        return self.values
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float = 30.0) -> None:

@@ -27,6 +27,9 @@ class Journal(Protocol):
     @operation(initiating=False)
     async def write(self, value: int) -> None: ...
 
+    @operation(initiating=False)
+    async def fail(self, why: str) -> int: ...
+
     @operation(initiating=False, terminating=True)
     async def finish(self) -> list[int]: ...
 
@@ -43,6 +46,9 @@ class JournalService(BaseModel):
 
     async def write(self, value: int) -> None:
         self.values.append(value)
+
+    async def fail(self, why: str) -> int:
+        raise ValueError(why)
 
     async def finish(self) -> list[int]:
         return self.values
