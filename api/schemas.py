@@ -180,20 +180,7 @@ class MessageOut(BaseModel):
     @classmethod
     def of(cls, m: MessageRecord) -> MessageOut:
         """The view of a stored message."""
-        return cls(
-            message_id=m.message_id,
-            session_id=m.session_id,
-            seq=m.seq,
-            operation=m.operation,
-            args=dict(m.args),
-            status=m.status,
-            attempts=m.attempts,
-            result=m.result,
-            error=m.error,
-            created_at=m.created_at,
-            applied_at=m.applied_at,
-            next_attempt_at=m.next_attempt_at,
-        )
+        return cls.model_validate(m, from_attributes=True)
 
 
 class MessagePage(BaseModel):
@@ -224,22 +211,7 @@ class DeadLetterOut(BaseModel):
     @classmethod
     def of(cls, d: DeadLetterRecord) -> DeadLetterOut:
         """The view of a stored dead letter."""
-        return cls(
-            id=d.id,
-            message_id=d.message_id,
-            session_id=d.session_id,
-            seq=d.seq,
-            endpoint=d.endpoint,
-            contract=d.contract,
-            operation=d.operation,
-            args=dict(d.args),
-            reason=d.reason,
-            detail=d.detail,
-            attempts=d.attempts,
-            created_at=d.created_at,
-            replayed_at=d.replayed_at,
-            replay_message_id=d.replay_message_id,
-        )
+        return cls.model_validate(d, from_attributes=True)
 
 
 class DeadLetterPage(BaseModel):
