@@ -19,6 +19,7 @@ import pytest
 
 from durable_sessions.topology import EndpointTopology
 from tests.bindings.conftest import delete_topology
+from tests.e2e.journal import SERVICE_PATH
 from tests.services import BROKER_URL, require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
@@ -243,3 +244,94 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     assert "[6/6] Checking the session" in done.stdout
     assert "restarted as pid" in done.stdout
     assert "Demo passed" in done.stdout
+
+
+def api_child(up: Up) -> int:
+    """The pid of the API process ``up`` runs."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(up.process.pid), "-f", "durable_sessions api"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert len(found) == 1, found
+    return int(found[0])
+
+
+async def send_until_accepted(
+    http: httpx.AsyncClient, sid: str, index: int, operation: str, args: dict[str, object]
+) -> int:
+    """Send one message, resending it with the same id until the API accepts it; the resends."""
+    body = {"operation": operation, "args": args, "message_id": f"{sid}-{index}"}
+    resends = 0
+    while True:
+        try:
+            sent = await http.post(f"/v1/sessions/{sid}/messages", json=body)
+        except httpx.TransportError:
+            sent = None
+        if sent is not None and sent.status_code == 202:
+            return resends
+        assert sent is None or sent.status_code >= 500, sent.text
+        resends += 1
+        await asyncio.sleep(0.1)
+
+
+async def journals_through_an_api_crash(
+    up: Up, key: str, sessions: int, writes: int
+) -> tuple[int, int]:
+    """Write ``writes`` values to each journal while the API is killed; its pid, the resends."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=up.url, headers=headers, timeout=10) as http:
+        sids = []
+        for _ in range(sessions):
+            opened = await http.post("/v1/sessions", json={"contract": "Journal"})
+            assert opened.status_code == 201, opened.text
+            sids.append(opened.json()["id"])
+        accepted = resent = 0
+        a_third_accepted = asyncio.Event()
+
+        async def write_journal(sid: str) -> None:
+            nonlocal accepted, resent
+            await send_until_accepted(http, sid, 0, "begin", {"name": sid})
+            for value in range(writes):
+                resent += await send_until_accepted(http, sid, value + 1, "write", {"value": value})
+                accepted += 1
+                if accepted >= sessions * writes // 3:
+                    a_third_accepted.set()
+            await send_until_accepted(http, sid, writes + 1, "finish", {})
+
+        async def kill_the_api() -> int:
+            await a_third_accepted.wait()
+            pid = api_child(up)
+            os.kill(pid, signal.SIGKILL)
+            return pid
+
+        killed, *_ = await asyncio.gather(kill_the_api(), *map(write_journal, sids))
+        for sid in sids:
+            finished = await http.get(f"/v1/sessions/{sid}/messages/{writes + 2}?wait=30")
+            assert finished.json()["result"] == list(range(writes)), finished.text
+            counters = (await http.get(f"/v1/sessions/{sid}")).json()["counters"]
+            assert (counters["sent"], counters["applied"]) == (writes + 2, writes + 2)
+    return int(killed), resent
+
+
+@pytest.mark.postgres
+def test_killing_the_api_mid_run_loses_nothing(
+    run_up: Callable[[dict[str, str]], Up],
+    make_postgres_database: Callable[[], str],
+    unique_endpoint: Callable[[], str],
+) -> None:
+    """Sends go on while the API is killed -9: resent ids are applied exactly once, in order."""
+    up = run_up(
+        {
+            "DS_DATABASE_URL": make_postgres_database(),
+            "DS_API_KEYS": "e2e-key",
+            "DS_SERVICES": f"{SERVICE_PATH}@{unique_endpoint()}",
+        }
+    )
+    crash = journals_through_an_api_crash(up, "e2e-key", sessions=20, writes=25)
+    killed, resent = asyncio.run(crash)
+    assert resent > 0
+    assert api_child(up) != killed
+    assert "restarting it" in up.output()
+    assert up.stop() == 0
