@@ -39,6 +39,7 @@ ADAPTERS = {
     "wsrm/_encode.py": "the lxml envelope codec",
     "wsrm/_decode.py": "the lxml envelope codec",
     "wsrm/_decode_rm.py": "the lxml envelope codec",
+    "wsrm/_call.py": "the lxml envelope codec",
 }
 ADAPTER_MODULES = {
     "durable_sessions.sql",
@@ -51,6 +52,7 @@ ADAPTER_MODULES = {
     "durable_sessions.wsrm._encode",
     "durable_sessions.wsrm._decode",
     "durable_sessions.wsrm._decode_rm",
+    "durable_sessions.wsrm._call",
     "api",
     "workers",
 }
