@@ -40,6 +40,7 @@ ADAPTERS = {
     "wsrm/_decode.py": "the lxml envelope codec",
     "wsrm/_decode_rm.py": "the lxml envelope codec",
     "wsrm/_call.py": "the lxml envelope codec",
+    "reliable/http_client.py": "the httpx reliable-session client",
 }
 ADAPTER_MODULES = {
     "durable_sessions.sql",
@@ -53,6 +54,7 @@ ADAPTER_MODULES = {
     "durable_sessions.wsrm._decode",
     "durable_sessions.wsrm._decode_rm",
     "durable_sessions.wsrm._call",
+    "durable_sessions.reliable.http_client",
     "api",
     "workers",
 }
