@@ -128,7 +128,7 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The control plane for ``settings``; ``store``/``transport`` replace the real ones."""
-    from api.routes import dead_letters, sessions, system
+    from api.routes import dead_letters, sessions, soap, system
     from durable_sessions import hosting
 
     keys = load_api_keys(settings)
@@ -181,5 +181,6 @@ def create_app(
     app.include_router(sessions.router, prefix="/v1", dependencies=secured)
     app.include_router(dead_letters.router, prefix="/v1", dependencies=secured)
     app.include_router(system.v1, prefix="/v1", dependencies=secured)
+    app.include_router(soap.router, prefix="/v1", dependencies=secured)
     app.include_router(system.probes, dependencies=[Depends(require_key_off_loopback)])
     return app

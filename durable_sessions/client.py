@@ -102,7 +102,7 @@ class Client:
             sent = await self.send(SendRequest(target, None, op.name, args))
             return await self.outcome(op, sent)
 
-        return cast(C, _Proxy(spec, call))
+        return cast(C, ContractProxy(spec, call))
 
     async def send(self, request: SendRequest) -> Sent:
         """Send one message durably; concurrent sends share one transaction (group commit)."""
@@ -197,7 +197,7 @@ class SessionContext(Generic[C]):
                 labels=self._labels,
             )
         )
-        return cast(C, _Proxy(self.endpoint.contract, self._call))
+        return cast(C, ContractProxy(self.endpoint.contract, self._call))
 
     async def close(self) -> None:
         """Close gracefully: what was sent is applied, nothing more may be sent."""
@@ -314,8 +314,8 @@ class _GroupCommit:
                 future.set_exception(result)
 
 
-class _Proxy:
-    """Turns attribute calls into operation calls of a contract."""
+class ContractProxy:
+    """Turns attribute calls into operation calls of a contract (``call(op, args)``)."""
 
     def __init__(
         self, contract: ContractSpec, call: Callable[[OperationSpec, dict[str, Any]], Any]

@@ -21,6 +21,8 @@ from durable_sessions.records import (
     MessageRecord,
     MessageStatus,
     OutboxRecord,
+    SequenceRecord,
+    SequenceRole,
     SessionRecord,
 )
 from durable_sessions.store import (
@@ -29,6 +31,7 @@ from durable_sessions.store import (
     MessageRepository,
     OutboxRepository,
     OutboxStats,
+    SequenceRepository,
     SessionQuery,
     SessionRepository,
     Store,
@@ -46,6 +49,7 @@ class _Tables:
     seqs: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
     outbox: dict[int, OutboxRecord] = dataclasses.field(default_factory=dict)
     dead_letters: dict[str, DeadLetterRecord] = dataclasses.field(default_factory=dict)
+    sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -329,6 +333,72 @@ class _DeadLetters(DeadLetterRepository):
         return _page(matches, lambda d: d.id, query.after_id, query.limit)
 
 
+class _Sequences(SequenceRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def add(self, sequence: SequenceRecord) -> None:
+        table = self._w.table("sequences")
+        if sequence.identifier in table:
+            raise self._w.fail(
+                UniquenessViolation(f"sequence {sequence.identifier!r} already exists")
+            )
+        if sequence.session_id is not None and sequence.session_id not in self._w.tables.sessions:
+            raise self._w.fail(
+                StoreError(f"sequence {sequence.identifier!r} names no existing session")
+            )
+        table[sequence.identifier] = sequence
+
+    async def get(self, identifier: str, *, lock: bool = False) -> SequenceRecord | None:
+        self._w.check()
+        return self._w.tables.sequences.get(identifier)
+
+    async def update(self, sequence: SequenceRecord) -> SequenceRecord:
+        table = self._w.table("sequences")
+        stored = table.get(sequence.identifier)
+        if stored is None or stored.version != sequence.version:
+            raise self._w.fail(
+                ConcurrencyConflict(
+                    f"sequence {sequence.identifier!r} changed since it was read "
+                    f"(version {sequence.version})"
+                )
+            )
+        updated = dataclasses.replace(
+            sequence,
+            identifier=stored.identifier,
+            role=stored.role,
+            created_at=stored.created_at,
+            version=sequence.version + 1,
+        )
+        table[sequence.identifier] = updated
+        return updated
+
+    async def created_by(self, endpoint: str, message_id: str) -> SequenceRecord | None:
+        self._w.check()
+        for sequence in self._w.tables.sequences.values():
+            if sequence.endpoint == endpoint and sequence.create_message_id == message_id:
+                return sequence
+        return None
+
+    async def count_pending(self, endpoint: str) -> int:
+        self._w.check()
+        return sum(
+            1
+            for s in self._w.tables.sequences.values()
+            if s.endpoint == endpoint and s.role is SequenceRole.DESTINATION and s.pending
+        )
+
+    async def due(self, role: SequenceRole, now: datetime, limit: int) -> list[SequenceRecord]:
+        self._w.check()
+        found = [
+            s
+            for s in self._w.tables.sequences.values()
+            if s.role is role and not s.ended and s.wake_at is not None and s.wake_at <= now
+        ]
+        ordered = sorted(found, key=lambda s: (s.wake_at or now, s.identifier))
+        return ordered[: check_limit(limit)]
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -336,6 +406,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.messages = _Messages(work)
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)
+        self.sequences = _Sequences(work)
 
 
 class MemoryStore(Store):

@@ -1,4 +1,4 @@
-"""The values the store keeps: sessions, messages, outbox entries and dead letters.
+"""The values the store keeps: sessions, messages, outbox entries, dead letters, sequences.
 
 Records are frozen; a change is a new record made with :func:`dataclasses.replace`. Times are
 timezone-aware UTC datetimes.
@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from durable_sessions.lifecycle import SessionState
+from durable_sessions.wsrm.messages import RMVersion
 
 JSON = Any
 """A value made of dicts, lists, strings, numbers, booleans and None."""
@@ -214,3 +215,41 @@ def dead_letter_of(
         seq=message.seq,
         attempts=message.attempts,
     )
+
+
+class SequenceRole(StrEnum):
+    """Which end of a WS-RM sequence this side is."""
+
+    SOURCE = "source"
+    """We send the messages (numbering, retransmitting)."""
+    DESTINATION = "destination"
+    """We receive the messages (acknowledging, delivering)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRecord:
+    """One WS-RM sequence, source or destination, with the engine's state as stored data.
+
+    ``state`` is the engine's state as :func:`durable_sessions.wsrm.snapshot.dump` writes it:
+    next message number, acknowledgement ranges, delivered-up-to, unacknowledged messages with
+    their retry schedule, last message number, status. The other fields are kept beside it so
+    queries can use them: ``pending`` (a destination sequence not yet accepted by the
+    application, counted against ``max_pending_channels``), ``ended`` (terminated or faulted),
+    ``create_message_id`` (the CreateSequence that made it, to answer a repeat the same way)
+    and ``wake_at`` (when the engine next has something to do, None once ended). ``version``
+    is the optimistic concurrency check, as on sessions.
+    """
+
+    identifier: str
+    role: SequenceRole
+    rm_version: RMVersion
+    endpoint: str
+    state: Mapping[str, JSON]
+    created_at: datetime
+    session_id: str | None = None
+    pending: bool = False
+    ended: bool = False
+    create_message_id: str | None = None
+    wake_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 1

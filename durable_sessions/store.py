@@ -6,10 +6,11 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
 
 - ``store.transaction()`` yields a :class:`UnitOfWork`; leaving the block commits, an exception
   rolls everything back. Writers are serialised per session row (``get(..., lock=True)``).
-- A duplicate unique key (session id, message id, ``(session_id, seq)``, dead-letter id) raises
+- A duplicate unique key (session id, message id, ``(session_id, seq)``, dead-letter id,
+  sequence identifier) raises
   :class:`~durable_sessions.errors.UniquenessViolation`.
-- ``sessions.update`` succeeds only if the stored version equals the record's version, and
-  returns the record with the next version; otherwise
+- ``sessions.update`` and ``sequences.update`` succeed only if the stored version equals the
+  record's version, and return the record with the next version; otherwise
   :class:`~durable_sessions.errors.ConcurrencyConflict`.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
@@ -30,6 +31,8 @@ from durable_sessions.records import (
     MessageRecord,
     MessageStatus,
     OutboxRecord,
+    SequenceRecord,
+    SequenceRole,
     SessionRecord,
 )
 
@@ -207,6 +210,34 @@ class DeadLetterRepository(ABC):
         """Dead letters matching ``query``, in id order, at most ``query.limit``."""
 
 
+class SequenceRepository(ABC):
+    """WS-RM sequences (source and destination), keyed by identifier."""
+
+    @abstractmethod
+    async def add(self, sequence: SequenceRecord) -> None:
+        """Insert a new sequence."""
+
+    @abstractmethod
+    async def get(self, identifier: str, *, lock: bool = False) -> SequenceRecord | None:
+        """The sequence, or None; ``lock`` holds its row until the transaction ends."""
+
+    @abstractmethod
+    async def update(self, sequence: SequenceRecord) -> SequenceRecord:
+        """Write ``sequence`` if its version is current; return it with the next version."""
+
+    @abstractmethod
+    async def created_by(self, endpoint: str, message_id: str) -> SequenceRecord | None:
+        """The destination sequence of ``endpoint`` that CreateSequence ``message_id`` made."""
+
+    @abstractmethod
+    async def count_pending(self, endpoint: str) -> int:
+        """How many destination sequences of ``endpoint`` are pending."""
+
+    @abstractmethod
+    async def due(self, role: SequenceRole, now: datetime, limit: int) -> list[SequenceRecord]:
+        """Sequences of ``role`` not ended whose ``wake_at`` is at or before ``now``."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -214,6 +245,7 @@ class UnitOfWork(ABC):
     messages: MessageRepository
     outbox: OutboxRepository
     dead_letters: DeadLetterRepository
+    sequences: SequenceRepository
 
 
 class Store(ABC):
@@ -250,6 +282,7 @@ __all__ = [
     "MessageRepository",
     "OutboxRepository",
     "OutboxStats",
+    "SequenceRepository",
     "SessionQuery",
     "SessionRepository",
     "Store",

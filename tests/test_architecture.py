@@ -39,6 +39,8 @@ ADAPTERS = {
     "wsrm/_encode.py": "the lxml envelope codec",
     "wsrm/_decode.py": "the lxml envelope codec",
     "wsrm/_decode_rm.py": "the lxml envelope codec",
+    "wsrm/_call.py": "the lxml envelope codec",
+    "reliable/http_client.py": "the httpx reliable-session client",
 }
 ADAPTER_MODULES = {
     "durable_sessions.sql",
@@ -51,6 +53,8 @@ ADAPTER_MODULES = {
     "durable_sessions.wsrm._encode",
     "durable_sessions.wsrm._decode",
     "durable_sessions.wsrm._decode_rm",
+    "durable_sessions.wsrm._call",
+    "durable_sessions.reliable.http_client",
     "api",
     "workers",
 }

@@ -1,4 +1,5 @@
-"""The SQL schema: typed SQLAlchemy models of sessions, labels, messages, outbox, dead letters.
+"""The SQL schema: typed SQLAlchemy models of sessions, labels, messages, outbox, dead letters
+and WS-RM sequences.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -16,7 +17,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import DeadLetterReason, MessageStatus
+from durable_sessions.records import DeadLetterReason, MessageStatus, SequenceRole
+from durable_sessions.wsrm.messages import RMVersion
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -51,13 +53,13 @@ JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _enum(enum: type[StrEnum], name: str) -> sa.Enum:
+def _enum(enum: type[StrEnum], name: str, length: int = 24) -> sa.Enum:
     return sa.Enum(
         enum,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=24,
+        length=length,
         values_callable=lambda e: [member.value for member in e],
         validate_strings=True,
     )
@@ -191,8 +193,37 @@ class DeadLetterRow(Base):
     replay_message_id: Mapped[str | None] = mapped_column(sa.String(200))
 
 
+class SequenceRow(Base):
+    """A WS-RM sequence, source or destination; ``state`` is the engine's snapshot."""
+
+    __tablename__ = "ds_sequences"
+
+    identifier: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    role: Mapped[SequenceRole] = mapped_column(_enum(SequenceRole, "sequence_role"))
+    rm_version: Mapped[RMVersion] = mapped_column(_enum(RMVersion, "rm_version", length=64))
+    endpoint: Mapped[str] = mapped_column(sa.String(200))
+    session_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("ds_sessions.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[dict[str, Any]]
+    pending: Mapped[bool] = mapped_column(sa.Boolean)
+    ended: Mapped[bool] = mapped_column(sa.Boolean)
+    create_message_id: Mapped[str | None] = mapped_column(sa.String(200))
+    wake_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(sa.Integer)
+
+    __table_args__ = (
+        sa.Index(None, "endpoint", "create_message_id"),
+        sa.Index(None, "endpoint", "role", "pending"),
+        sa.Index(None, "role", "ended", "wake_at"),
+    )
+
+
 sessions = cast(sa.Table, SessionRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
 messages = cast(sa.Table, MessageRow.__table__)
 outbox = cast(sa.Table, OutboxRow.__table__)
 dead_letters = cast(sa.Table, DeadLetterRow.__table__)
+sequences = cast(sa.Table, SequenceRow.__table__)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from durable_sessions.errors import ConcurrencyConflict, StoreError
 from durable_sessions.lifecycle import SessionState
@@ -29,6 +29,8 @@ from durable_sessions.records import (
 )
 from durable_sessions.sql import schema
 from durable_sessions.sql.engine import WRITE_OPTION, create_engine, translated_errors
+from durable_sessions.sql.sequences import SqlSequences
+from durable_sessions.sql.work import Work
 from durable_sessions.store import (
     DeadLetterQuery,
     DeadLetterRepository,
@@ -70,47 +72,8 @@ def _record(record_type: type[R], columns: Sequence[str], row: sa.Row[Any]) -> R
     return record_type(**{name: m[name] for name in columns})
 
 
-class _Work:
-    """One connection in one transaction; spoiled by the first store error."""
-
-    def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
-        self.conn = conn
-        self.writable = writable
-        self.spoiled: StoreError | None = None
-
-    def check(self, *, write: bool = False) -> None:
-        if self.spoiled is not None:
-            raise StoreError(
-                f"this transaction failed earlier ({self.spoiled}); leave the block to roll back"
-            )
-        if write and not self.writable:
-            raise StoreError("cannot write in a read-only snapshot")
-
-    async def execute(self, statement: sa.Executable, *, write: bool = False) -> Any:
-        self.check(write=write)
-        try:
-            with translated_errors():
-                return await self.conn.execute(statement)
-        except StoreError as e:
-            self.spoiled = e
-            raise
-
-    async def execute_many(self, statement: sa.Executable, rows: list[dict[str, Any]]) -> Any:
-        self.check(write=True)
-        try:
-            with translated_errors():
-                return await self.conn.execute(statement, rows)
-        except StoreError as e:
-            self.spoiled = e
-            raise
-
-    def fail(self, error: StoreError) -> StoreError:
-        self.spoiled = error
-        return error
-
-
 class _Sessions(SessionRepository):
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self._w = work
         self._t = schema.sessions
 
@@ -233,7 +196,7 @@ class _Sessions(SessionRepository):
 
 
 class _Messages(MessageRepository):
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self._w = work
         self._t = schema.messages
 
@@ -354,7 +317,7 @@ class _Messages(MessageRepository):
 
 
 class _Outbox(OutboxRepository):
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self._w = work
         self._t = schema.outbox
 
@@ -415,7 +378,7 @@ class _Outbox(OutboxRepository):
 
 
 class _DeadLetters(DeadLetterRepository):
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self._w = work
         self._t = schema.dead_letters
 
@@ -460,12 +423,13 @@ class _DeadLetters(DeadLetterRepository):
 
 
 class _SqlUnitOfWork(UnitOfWork):
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self.work = work
         self.sessions = _Sessions(work)
         self.messages = _Messages(work)
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)
+        self.sequences = SqlSequences(work)
 
 
 class SqlStore(Store):
@@ -500,7 +464,7 @@ class SqlStore(Store):
             with translated_errors():
                 await conn.execution_options(**options)
                 transaction = await conn.begin()
-            uow = _SqlUnitOfWork(_Work(conn, writable=write))
+            uow = _SqlUnitOfWork(Work(conn, writable=write))
             try:
                 yield uow
                 uow.work.check()

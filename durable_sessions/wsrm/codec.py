@@ -7,12 +7,16 @@ by namespace. Decoding is hardened against hostile input: no DTD, no entity expa
 bounded size, depth and element count. Anything it refuses raises
 :class:`~durable_sessions.wsrm.errors.EnvelopeRejected` with the SOAP fault to send back.
 
-This module and its private helpers (``_xml``, ``_encode``, ``_decode``, ``_decode_rm``) are the
-only place that uses lxml.
+``CALL_FORMAT`` reads and writes operation calls in application bodies (the format of
+:mod:`durable_sessions.reliable.calls`).
+
+This module and its private helpers (``_xml``, ``_encode``, ``_decode``, ``_decode_rm``,
+``_call``) are the only place that uses lxml.
 """
 
 from __future__ import annotations
 
+from durable_sessions.wsrm._call import XmlCallFormat
 from durable_sessions.wsrm._decode import Inbound, read
 from durable_sessions.wsrm._encode import write
 from durable_sessions.wsrm._xml import (
@@ -29,6 +33,7 @@ from durable_sessions.wsrm.faults import fault_envelope
 from durable_sessions.wsrm.messages import Envelope, Fault, Payload, RMVersion
 
 __all__ = [
+    "CALL_FORMAT",
     "AddressingVersion",
     "DecodeLimits",
     "Inbound",
@@ -39,6 +44,9 @@ __all__ = [
     "encode_fault",
     "make_payload",
 ]
+
+CALL_FORMAT = XmlCallFormat()
+"""Operation calls and replies in SOAP bodies, as :mod:`durable_sessions.reliable.calls` says."""
 
 
 def encode(envelope: Envelope, version: RMVersion) -> bytes:

@@ -1,0 +1,116 @@
+"""``/v1/soap/{endpoint}``: WS-ReliableMessaging over HTTP into the endpoint's sessions.
+
+One SOAP 1.2 envelope per POST (``application/soap+xml``; SOAP 1.1's ``text/xml`` is read too).
+The answer (acknowledgement, protocol response, reply or fault) comes back on the response:
+200 with an envelope, 202 with nothing, or a SOAP fault with 400 (the sender's fault), 404 (no
+such endpoint), 413 (too large), 415 (not SOAP) or 500 (the receiver's fault).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.app import ControlPlane, control_plane
+from durable_sessions.errors import (
+    ConfigurationError,
+    MessageRejected,
+    SessionError,
+)
+from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.wsrm import codec
+from durable_sessions.wsrm.errors import EnvelopeRejected
+from durable_sessions.wsrm.messages import (
+    AddressingFaultCode,
+    Envelope,
+    Fault,
+    FaultCode,
+    RMVersion,
+)
+from durable_sessions.wsrm.settings import ReliableSessionSettings
+
+router = APIRouter(tags=["reliable sessions"])
+Plane = Annotated[ControlPlane, Depends(control_plane)]
+
+SOAP_MEDIA_TYPE = "application/soap+xml"
+MAX_ENVELOPE_BYTES = 256 * 1024
+"""The largest envelope accepted (WCF's default MaxReceivedMessageSize is 64 KiB)."""
+SETTINGS = ReliableSessionSettings()
+_ACCEPTED_TYPES = (SOAP_MEDIA_TYPE, "text/xml")
+
+
+def _fault(fault: Fault, version: RMVersion | None, status: int) -> Response:
+    body = codec.encode_fault(fault, version or SETTINGS.version)
+    return Response(body, status_code=status, media_type=f"{SOAP_MEDIA_TYPE}; charset=utf-8")
+
+
+def _status(fault: Fault) -> int:
+    # SOAP 1.2 HTTP binding: Sender faults are 400, every other fault 500.
+    return 400 if fault.code is FaultCode.SENDER else 500
+
+
+async def _read(request: Request) -> bytes | None:
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_ENVELOPE_BYTES:
+            return None
+    return bytes(data)
+
+
+@router.post(
+    "/soap/{endpoint}",
+    summary="Deliver a WS-ReliableMessaging envelope to an endpoint",
+    response_class=Response,
+    responses={
+        200: {"content": {SOAP_MEDIA_TYPE: {}}, "description": "The answer envelope."},
+        202: {"description": "Accepted; nothing to answer."},
+    },
+)
+async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
+    """Process one WS-RM envelope (February 2005 or 1.1) for ``endpoint``'s sessions."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in _ACCEPTED_TYPES:
+        fault = Fault(FaultCode.SENDER, f"Send {SOAP_MEDIA_TYPE}, not {media_type or 'nothing'}.")
+        return _fault(fault, None, 415)
+    data = await _read(request)
+    if data is None:
+        fault = Fault(FaultCode.SENDER, f"The envelope exceeds {MAX_ENVELOPE_BYTES} bytes.")
+        return _fault(fault, None, 413)
+    try:
+        inbound = codec.decode_message(data)
+    except EnvelopeRejected as error:
+        return _fault(error.fault, error.rm_version, _status(error.fault))
+    version = inbound.rm_version or SETTINGS.version
+    if endpoint not in plane.endpoints:
+        fault = Fault(
+            FaultCode.SENDER,
+            f"There is no endpoint {endpoint!r} here.",
+            (AddressingFaultCode.DESTINATION_UNREACHABLE,),
+        )
+        return _fault(fault, version, 404)
+    host = ReliableSessionHost(
+        plane.store,
+        plane.endpoints[endpoint],
+        codec.CALL_FORMAT,
+        address=str(request.url),
+        settings=SETTINGS,
+        relay=plane.relay,
+    )
+    try:
+        reply = await host.handle(inbound.envelope, version)
+    except (MessageRejected, SessionError, ConfigurationError) as error:
+        return _fault(Fault(FaultCode.SENDER, str(error)), version, 400)
+    if reply is None:
+        return Response(status_code=202)
+    return _answer(reply, version)
+
+
+def _answer(reply: Envelope, version: RMVersion) -> Response:
+    status = _status(reply.body) if isinstance(reply.body, Fault) else 200
+    return Response(
+        codec.encode(reply, version),
+        status_code=status,
+        media_type=f"{SOAP_MEDIA_TYPE}; charset=utf-8",
+    )

@@ -1,0 +1,8 @@
+"""The reliable-session binding: WS-RM sequences delivered into durable sessions.
+
+- :mod:`~durable_sessions.reliable.calls`: how an operation call travels in a SOAP body.
+- :mod:`~durable_sessions.reliable.sequences`: engine state loaded from and saved to the store.
+- :mod:`~durable_sessions.reliable.host`: the RM destination of one endpoint (the server side).
+- :mod:`~durable_sessions.reliable.http_client`: ``ReliableSessionClient``, the RM source over
+  HTTP.
+"""

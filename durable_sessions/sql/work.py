@@ -1,0 +1,50 @@
+"""One connection in one transaction, shared by the SQL repositories of a unit of work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from durable_sessions.errors import StoreError
+from durable_sessions.sql.engine import translated_errors
+
+
+class Work:
+    """One connection in one transaction; spoiled by the first store error."""
+
+    def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
+        self.conn = conn
+        self.writable = writable
+        self.spoiled: StoreError | None = None
+
+    def check(self, *, write: bool = False) -> None:
+        if self.spoiled is not None:
+            raise StoreError(
+                f"this transaction failed earlier ({self.spoiled}); leave the block to roll back"
+            )
+        if write and not self.writable:
+            raise StoreError("cannot write in a read-only snapshot")
+
+    async def execute(self, statement: sa.Executable, *, write: bool = False) -> Any:
+        self.check(write=write)
+        try:
+            with translated_errors():
+                return await self.conn.execute(statement)
+        except StoreError as e:
+            self.spoiled = e
+            raise
+
+    async def execute_many(self, statement: sa.Executable, rows: list[dict[str, Any]]) -> Any:
+        self.check(write=True)
+        try:
+            with translated_errors():
+                return await self.conn.execute(statement, rows)
+        except StoreError as e:
+            self.spoiled = e
+            raise
+
+    def fail(self, error: StoreError) -> StoreError:
+        self.spoiled = error
+        return error

@@ -1,0 +1,78 @@
+"""``ReliableSessionClient`` against the real control plane, in both WS-RM versions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from durable_sessions.examples.calculator import Calculator
+from durable_sessions.lifecycle import SessionState
+from durable_sessions.memory import MemoryStore
+from durable_sessions.memory_broker import MemoryBroker
+from durable_sessions.reliable.http_client import ReliableSessionClient
+from durable_sessions.wsrm.messages import RMVersion
+from durable_sessions.wsrm.settings import ReliableSessionSettings
+from tests.reliable.conftest import calculator_app
+from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
+
+URL = "http://test/v1/soap/calculator"
+
+
+@pytest.fixture
+async def server() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def http(server: MemoryStore, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with calculator_app(server, MemoryBroker(), tmp_path) as client:
+        yield client
+
+
+def client_for(
+    http: httpx.AsyncClient, store: MemoryStore, version: RMVersion
+) -> ReliableSessionClient:
+    settings = ReliableSessionSettings(version=version, initial_retry_interval=0.05)
+    return ReliableSessionClient(
+        URL, Calculator, store=store, http=http, settings=settings, send_timeout_s=10
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.label)
+async def test_the_client_runs_a_calculator_session(
+    http: httpx.AsyncClient, server: MemoryStore, version: RMVersion
+) -> None:
+    client = client_for(http, MemoryStore(), version)
+    session = client.session()
+    async with session as calc:
+        await calc.clear()
+        await calc.add_to(5)
+        await calc.multiply_by(3)
+        assert await calc.equals() == 15.0
+    state, instance, applied = await wait_closed(server, session.identifier)
+    assert state is SessionState.CLOSED
+    assert instance == {"result": 15.0}
+    assert applied == 4
+
+
+async def test_a_restarted_client_resumes_its_sequence_from_the_store(
+    http: httpx.AsyncClient, server: MemoryStore
+) -> None:
+    mine = MemoryStore()
+    first = client_for(http, mine, RMVersion.WSRM_1_1).session()
+    calc = await first.open()
+    await calc.clear()
+    await calc.add_to(5)
+    identifier = first.identifier
+    del first, calc
+
+    resumed = client_for(http, mine, RMVersion.WSRM_1_1).session(resume=identifier)
+    async with resumed as calc:
+        await calc.multiply_by(3)
+        assert await calc.equals() == 15.0
+    _, instance, applied = await wait_closed(server, identifier)
+    assert instance == {"result": 15.0}
+    assert applied == 4
