@@ -438,3 +438,18 @@ async def test_openapi_documents_every_route(http: httpx.AsyncClient) -> None:
         "/v1/sessions/{session_id}/resume",
         "/v1/dead-letters/{dead_letter_id}/replay",
     } <= set(spec["paths"])
+
+
+async def test_oversize_streamed_bodies_are_refused(http: httpx.AsyncClient) -> None:
+    sid = (await open_calc(http))["id"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"operation": "clear", "args": {"pad": "'
+        for _ in range(64):
+            yield b"x" * (1 << 15)
+        yield b'"}}'
+
+    refused = await http.post(f"/v1/sessions/{sid}/messages", content=chunks())
+    assert "content-length" not in refused.request.headers
+    assert_problem(refused, 413, "too-large")
+    assert (await http.get(f"/v1/sessions/{sid}")).json()["last_sent_seq"] == 0
