@@ -134,7 +134,7 @@ class ReliableSessionHost:
                 async with self.store.transaction() as uow:
                     await self._acknowledge_replies(uow, envelope)
                 return None
-            return faults.fault_envelope(faults.wsrm_required(), version)
+            return faults.fault_envelope(faults.wsrm_required(version), version)
         sequence = envelope.sequence
         call = None
         if sequence is not None and parse_action(envelope.action) is None:

@@ -122,8 +122,13 @@ def last_message_number_exceeded(identifier: str) -> Fault:
     )
 
 
-def wsrm_required() -> Fault:
-    """WSRMRequired: the endpoint accepts messages only inside a sequence (1.1)."""
+def wsrm_required(version: RMVersion = RMVersion.WSRM_1_1) -> Fault:
+    """WSRMRequired: the endpoint accepts messages only inside a sequence.
+
+    February 2005 has no such subcode: there it is a plain Sender fault with the same reason.
+    """
+    if version is RMVersion.WSRM_2005_02:
+        return Fault(FaultCode.SENDER, WSRM_REQUIRED)
     return Fault(FaultCode.SENDER, WSRM_REQUIRED, (RMFaultCode.WSRM_REQUIRED,))
 
 

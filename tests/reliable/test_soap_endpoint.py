@@ -247,3 +247,13 @@ async def test_unknown_endpoint_and_missing_key(http: httpx.AsyncClient) -> None
         headers={"content-type": SOAP, "Authorization": ""},
     )
     assert anonymous.status_code == 401
+
+
+async def test_a_call_outside_any_sequence_is_refused(http: httpx.AsyncClient) -> None:
+    """No RM header tells the version: the fault is February 2005's, which has no subcode."""
+    call = f'<add_to xmlns="{doc.CALL}"><n>1</n></add_to>'
+    document = doc.envelope(
+        RMVersion.WSRM_2005_02, "urn:calculator/add_to", body=call, message_id="urn:m:1"
+    )
+    refused = fault_of(await post(http, document, 400))
+    assert refused.reason == "The RM Destination requires the use of WSRM."
