@@ -34,5 +34,14 @@ format: venv
 ## The quality gate: lint, types and tests, the same locally and in CI.
 check: lint test
 
+## The crash-safety tests, round after round, each round with a new random seed.
+SOAK_ROUNDS ?= 5
+soak: venv services
+	@for round in $$(seq 1 $(SOAK_ROUNDS)); do \
+	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	  echo "==> soak round $$round of $(SOAK_ROUNDS): DS_E2E_SEED=$$seed"; \
+	  DS_E2E_SEED=$$seed $(BIN)/pytest -q -m e2e tests/e2e tests/system || exit 1; \
+	done; echo "==> soak: $(SOAK_ROUNDS) rounds passed"
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -308,7 +308,9 @@ async def journals_through_an_api_crash(
 
         killed, *_ = await asyncio.gather(kill_the_api(), *map(write_journal, sids))
         for sid in sids:
-            finished = await http.get(f"/v1/sessions/{sid}/messages/{writes + 2}?wait=30")
+            finished = await http.get(
+                f"/v1/sessions/{sid}/messages/{writes + 2}?wait=30", timeout=40
+            )
             assert finished.json()["result"] == list(range(writes)), finished.text
             counters = (await http.get(f"/v1/sessions/{sid}")).json()["counters"]
             assert (counters["sent"], counters["applied"]) == (writes + 2, writes + 2)
@@ -327,6 +329,8 @@ def test_killing_the_api_mid_run_loses_nothing(
             "DS_DATABASE_URL": make_postgres_database(),
             "DS_API_KEYS": "e2e-key",
             "DS_SERVICES": f"{SERVICE_PATH}@{unique_endpoint()}",
+            # What the killed API had claimed but not yet published waits for its lease to end.
+            "DS_OUTBOX_LEASE_S": "3",
         }
     )
     crash = journals_through_an_api_crash(up, "e2e-key", sessions=20, writes=25)
