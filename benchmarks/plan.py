@@ -49,9 +49,9 @@ class Plan:
 QUICK = Plan(
     runs=1,
     raw_messages=3000,
-    hand_written_messages=800,
-    session_messages={1: 100, 16: 640, 256: 1536, 4096: 4096},
-    latency_duration_s=3.0,
+    hand_written_messages=600,
+    session_messages={1: 60, 16: 320, 256: 1024, 4096: 4096},
+    latency_duration_s=2.5,
     recovery_sessions=32,
     recovery_warm_up_s=1.0,
     stored_sessions=10_000,
@@ -59,9 +59,9 @@ QUICK = Plan(
 )
 FULL = Plan(
     runs=3,
-    raw_messages=20_000,
-    hand_written_messages=4000,
-    session_messages={1: 400, 16: 3200, 256: 10_240, 4096: 12_288},
+    raw_messages=15_000,
+    hand_written_messages=3000,
+    session_messages={1: 300, 16: 2400, 256: 8192, 4096: 8192},
     latency_duration_s=10.0,
     recovery_sessions=64,
     recovery_warm_up_s=2.0,
