@@ -89,12 +89,14 @@ def chart(report: Report, path: Path) -> None:
 
     figure, axes = pyplot.subplots(figsize=(8, 5))
     colours = {"postgresql": "tab:blue", "sqlite": "tab:orange"}
+    counts: set[int] = set()
     for database, colour in colours.items():
         points = sorted(
             (row.key[2], row.median)
             for row in report.rows
             if row.key[:2] == ("B3", database) and row.metric == THROUGHPUT
         )
+        counts.update(sessions for sessions, _ in points)
         if points:
             axes.plot(*zip(*points, strict=True), marker="o", color=colour, label=f"B3 {database}")
         b2 = report.get(("B2", database, 0), THROUGHPUT)
@@ -104,6 +106,7 @@ def chart(report: Report, path: Path) -> None:
     if b1 is not None:
         axes.axhline(b1, color="black", linestyle="--", label="B1 raw broker")
     axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted(counts), [str(c) for c in sorted(counts)])
     axes.set_xlabel("concurrent sessions")
     axes.set_ylabel("messages per second (median)")
     axes.set_title("Queued-session throughput, send to applied")
