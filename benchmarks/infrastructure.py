@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -15,14 +16,16 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import aio_pika
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from durable_sessions.sql import migrate
+from durable_sessions.records import SessionRecord
+from durable_sessions.sql import migrate, schema
+from durable_sessions.sql.store import SqlStore
 from durable_sessions.topology import EndpointTopology
 
 BROKER_URL = os.environ.get("DS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -73,6 +76,18 @@ async def scratch_database(kind: str, *, migrated: bool = True) -> AsyncIterator
                 await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+INSERT_CHUNK = 5000
+_SESSION_COLUMNS = [f.name for f in dataclasses.fields(SessionRecord)]
+
+
+async def insert_sessions(store: SqlStore, sessions: Iterable[SessionRecord]) -> None:
+    """Bulk-insert session rows (set-up, not measured: the store inserts one row per call)."""
+    rows = [{name: getattr(s, name) for name in _SESSION_COLUMNS} for s in sessions]
+    for start in range(0, len(rows), INSERT_CHUNK):
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(schema.sessions), rows[start : start + INSERT_CHUNK])
 
 
 async def delete_queues(names: Sequence[str], exchanges: Sequence[str] = ()) -> None:

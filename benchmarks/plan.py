@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ QUICK = Plan(
     runs=1,
     raw_messages=3000,
     hand_written_messages=600,
-    session_messages={1: 60, 16: 320, 256: 1024, 4096: 4096},
+    session_messages={1: 40, 16: 320, 256: 1024, 4096: 4096},
     latency_duration_s=2.5,
     recovery_sessions=32,
     recovery_warm_up_s=1.0,
@@ -108,7 +109,9 @@ async def run_once(plan: Plan, index: int, logs: Path) -> list[Result]:
     results: list[Result] = []
     for name, step in steps[turn:] + steps[:turn]:
         say(f" {name} ...")
+        started = time.monotonic()
         results += await step()
+        say(f"   ({time.monotonic() - started:.1f} s)")
     b3 = next(r for r in results if r.key == ("B3", "postgresql", LATENCY_SESSIONS)).metrics[
         THROUGHPUT
     ]

@@ -72,7 +72,7 @@ async def recovery(sessions: int, warm_up_s: float, logs: Path) -> Result:
     """B5 on PostgreSQL: seconds from ``kill -9`` to the next apply of every stalled session."""
     async with deployed("postgresql", logs, workers=2) as deployment:
         store = deployment.store
-        ids = await open_sessions(deployment.client, deployment.endpoint, sessions)
+        ids = await open_sessions(store, deployment.endpoint, sessions)
         sent = dict.fromkeys(ids, 0)
         stop = asyncio.Event()
         sending = asyncio.create_task(_keep_sending(deployment, ids, sent, stop))

@@ -7,7 +7,6 @@ No message is sent, so the application gets the in-memory broker.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from benchmarks.correctness import CorrectnessError
-from benchmarks.infrastructure import BROKER_URL, say, scratch_database
+from benchmarks.infrastructure import BROKER_URL, insert_sessions, say, scratch_database
 from benchmarks.recorder import SERVICE_PATH
 from benchmarks.results import Result
 from benchmarks.stats import percentile
@@ -30,7 +29,6 @@ from durable_sessions.sql import schema
 from durable_sessions.sql.store import SqlStore
 
 API_KEY = "benchmark-key"
-INSERT_CHUNK = 5000
 STATES = (
     *(SessionState.CLOSED,) * 6,
     SessionState.OPEN,
@@ -47,13 +45,11 @@ WARM_UP_REQUESTS = 20
 async def store_sessions(store: SqlStore, contract: str, endpoint: str, count: int) -> list[str]:
     """Insert ``count`` sessions, alternating contracts and cycling states; their ids."""
     now = utcnow()
-    ids: list[str] = []
-    columns = [f.name for f in dataclasses.fields(SessionRecord)]
-    for start in range(0, count, INSERT_CHUNK):
-        rows = []
-        for i in range(start, min(count, start + INSERT_CHUNK)):
-            state = STATES[i % len(STATES)]
-            session = SessionRecord(
+    sessions = []
+    for i in range(count):
+        state = STATES[i % len(STATES)]
+        sessions.append(
+            SessionRecord(
                 id=new_id(),
                 contract=contract if i // len(STATES) % 2 else OTHER_CONTRACT,
                 endpoint=endpoint,
@@ -63,14 +59,12 @@ async def store_sessions(store: SqlStore, contract: str, endpoint: str, count: i
                 last_activity_at=now,
                 updated_at=now,
             )
-            ids.append(session.id)
-            rows.append({name: getattr(session, name) for name in columns})
-        async with store.engine.begin() as conn:
-            await conn.execute(sa.insert(schema.sessions), rows)
+        )
+    await insert_sessions(store, sessions)
     async with store.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(sa.text(f"ANALYZE {schema.sessions.name}"))
-    return ids
+    return [s.id for s in sessions]
 
 
 async def _timed(http: httpx.AsyncClient, url: str) -> tuple[float, httpx.Response]:

@@ -21,6 +21,7 @@ from benchmarks.infrastructure import (
     BROKER_URL,
     WorkerProcess,
     delete_topology,
+    insert_sessions,
     running_workers,
     say,
     scratch_database,
@@ -33,15 +34,15 @@ from benchmarks.stats import percentile
 from durable_sessions.client import Client
 from durable_sessions.endpoints import Endpoint, Endpoints
 from durable_sessions.hosting import build_store, connect_broker, relayed_client, served_endpoints
-from durable_sessions.records import utcnow
-from durable_sessions.sending import SendRequest, open_session
+from durable_sessions.records import SessionRecord, new_id, utcnow
+from durable_sessions.sending import SendRequest
 from durable_sessions.settings import Settings
 from durable_sessions.sql import schema
 from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import UnitOfWork
 
 APPLY_TIMEOUT_S = 300.0
 POLL_S = 0.01
+SESSION_TIMEOUT_S = 3600.0
 LATENCY_WARM_UP = 0.1
 """The share of B4's messages, the first sent, left out of the percentiles."""
 
@@ -90,18 +91,24 @@ async def deployed(database: str, logs: Path, workers: int = 1) -> AsyncIterator
             await delete_topology(endpoint.topology)
 
 
-async def open_sessions(client: Client, endpoint: Endpoint, count: int) -> list[str]:
-    """Open ``count`` sessions in one transaction; their ids."""
+async def open_sessions(store: SqlStore, endpoint: Endpoint, count: int) -> list[str]:
+    """``count`` new open sessions on ``endpoint`` (set-up, bulk-inserted); their ids."""
     now = utcnow()
-
-    async def work(uow: UnitOfWork) -> list[str]:
-        return [
-            (await open_session(uow, endpoint, now, inactivity_timeout_s=3600, ttl_s=None)).id
-            for _ in range(count)
-        ]
-
-    ids: list[str] = await client.transact(work)
-    return ids
+    sessions = [
+        SessionRecord(
+            id=new_id(),
+            contract=endpoint.contract.name,
+            endpoint=endpoint.name,
+            created_at=now,
+            inactivity_timeout_s=SESSION_TIMEOUT_S,
+            last_activity_at=now,
+            updated_at=now,
+            progress_at=now,
+        )
+        for _ in range(count)
+    ]
+    await insert_sessions(store, sessions)
+    return [s.id for s in sessions]
 
 
 def record(endpoint: Endpoint, session_id: str, n: int) -> SendRequest:
@@ -157,7 +164,7 @@ async def throughput(
         sent: dict[str, int] = {}
         for sessions in session_counts:
             per_session = max(1, messages_for(sessions) // sessions)
-            ids = await open_sessions(client, endpoint, sessions)
+            ids = await open_sessions(store, endpoint, sessions)
             before = await applied_total(store)
             started = time.monotonic()
             await asyncio.gather(*(send_numbers(client, endpoint, s, per_session) for s in ids))
@@ -182,7 +189,7 @@ async def latency(
     total = max(sessions, int(rate * duration_s))
     async with deployed(database, logs) as deployment:
         store, client, endpoint = deployment.store, deployment.client, deployment.endpoint
-        ids = await open_sessions(client, endpoint, sessions)
+        ids = await open_sessions(store, endpoint, sessions)
         loop = asyncio.get_running_loop()
         due: dict[str, float] = {}
         start_loop, start_wall = loop.time() + 0.2, time.time() + 0.2
