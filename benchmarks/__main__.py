@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import sys
@@ -45,7 +46,7 @@ def main() -> int:
     if arguments.runs is not None:
         if arguments.runs < 1:
             raise SystemExit("--runs must be at least 1")
-        plan = plan.with_runs(arguments.runs)
+        plan = dataclasses.replace(plan, runs=arguments.runs)
     started = time.monotonic()
     about = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -58,9 +59,10 @@ def main() -> int:
     try:
         runs = asyncio.run(_measure(plan, arguments.out))
     except CorrectnessError as error:
-        print(
-            f"refusing to report: a scenario failed its correctness check: {error}", file=sys.stderr
-        )
+        say(f"refusing to report: a scenario failed its correctness check: {error}")
+        return 1
+    except TimeoutError as error:
+        say(f"refusing to report: a scenario did not finish: {error}")
         return 1
     about["wall_time_s"] = round(time.monotonic() - started, 1)
     report = summarise(runs)

@@ -26,7 +26,7 @@ from benchmarks.infrastructure import (
     scratch_database,
     unique_name,
 )
-from benchmarks.results import THROUGHPUT, Result
+from benchmarks.results import THROUGHPUT, Database, Result
 from durable_sessions.sql.engine import create_engine
 
 CONFIRM_WINDOW = 256
@@ -169,7 +169,7 @@ async def _receive(results: Any, child: Any, timeout_s: float) -> tuple[Any, ...
     raise TimeoutError(f"the consumer process said nothing for {timeout_s:g} s")
 
 
-async def _run(scenario: str, messages: int, database: str | None, url: str | None) -> Result:
+async def _run(scenario: str, messages: int, database: Database | None, url: str | None) -> Result:
     queue_name = unique_name("ds-bench-raw")
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -206,7 +206,7 @@ async def raw_broker(messages: int) -> Result:
     return await _run("B1", messages, None, None)
 
 
-async def hand_written(database: str, messages: int) -> Result:
+async def hand_written(database: Database, messages: int) -> Result:
     """B2: consume, one transaction per message with a unique (session, seq), then ack."""
     async with scratch_database(database, migrated=False) as url:
         engine = create_engine(url)

@@ -23,6 +23,7 @@ import aio_pika
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.results import Database
 from durable_sessions.records import SessionRecord
 from durable_sessions.sql import migrate, schema
 from durable_sessions.sql.store import SqlStore
@@ -32,7 +33,6 @@ BROKER_URL = os.environ.get("DS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/
 POSTGRES_URL = os.environ.get(
     "DS_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-DATABASES = ("postgresql", "sqlite")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,9 +47,9 @@ def unique_name(prefix: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def scratch_database(kind: str, *, migrated: bool = True) -> AsyncIterator[str]:
+async def scratch_database(kind: Database, *, migrated: bool = True) -> AsyncIterator[str]:
     """The URL of a new empty database of ``kind`` (migrated unless told), dropped afterwards."""
-    if kind == "sqlite":
+    if kind is Database.SQLITE:
         folder = tempfile.mkdtemp(prefix="ds-bench-")
         try:
             url = f"sqlite+aiosqlite:///{folder}/bench.db"
@@ -59,8 +59,6 @@ async def scratch_database(kind: str, *, migrated: bool = True) -> AsyncIterator
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    if kind != "postgresql":
-        raise ValueError(f"unknown database {kind!r}")
     name = unique_name("ds_bench")
     admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import baselines, recovery, scale, sessions
-from benchmarks.infrastructure import DATABASES, say
-from benchmarks.results import THROUGHPUT, Result
+from benchmarks.infrastructure import say
+from benchmarks.results import THROUGHPUT, Database, Result
 
 SESSION_COUNTS = (1, 16, 256, 4096)
 LATENCY_SESSIONS = 256
@@ -31,20 +31,6 @@ class Plan:
     recovery_warm_up_s: float
     stored_sessions: int
     api_requests: int
-
-    def with_runs(self, runs: int) -> Plan:
-        """The same plan, repeated ``runs`` times."""
-        return Plan(
-            runs,
-            self.raw_messages,
-            self.hand_written_messages,
-            self.session_messages,
-            self.latency_duration_s,
-            self.recovery_sessions,
-            self.recovery_warm_up_s,
-            self.stored_sessions,
-            self.api_requests,
-        )
 
 
 QUICK = Plan(
@@ -79,7 +65,7 @@ def _throughput_steps(plan: Plan, logs: Path) -> list[tuple[str, Step]]:
         say(f"  B1 raw broker:               {result.metrics[THROUGHPUT]:8,.0f} msgs/s")
         return [result]
 
-    def hand_written(database: str) -> Step:
+    def hand_written(database: Database) -> Step:
         async def step() -> list[Result]:
             result = await baselines.hand_written(database, plan.hand_written_messages)
             say(f"  B2 {database:<10} hand-written: {result.metrics[THROUGHPUT]:8,.0f} msgs/s")
@@ -87,7 +73,7 @@ def _throughput_steps(plan: Plan, logs: Path) -> list[tuple[str, Step]]:
 
         return step
 
-    def queued(database: str) -> Step:
+    def queued(database: Database) -> Step:
         async def step() -> list[Result]:
             return await sessions.throughput(
                 database, SESSION_COUNTS, plan.session_messages.__getitem__, logs
@@ -97,8 +83,8 @@ def _throughput_steps(plan: Plan, logs: Path) -> list[tuple[str, Step]]:
 
     return [
         ("B1", raw),
-        *((f"B2 {db}", hand_written(db)) for db in DATABASES),
-        *((f"B3 {db}", queued(db)) for db in DATABASES),
+        *((f"B2 {db}", hand_written(db)) for db in Database),
+        *((f"B3 {db}", queued(db)) for db in Database),
     ]
 
 
@@ -112,13 +98,13 @@ async def run_once(plan: Plan, index: int, logs: Path) -> list[Result]:
         started = time.monotonic()
         results += await step()
         say(f"   ({time.monotonic() - started:.1f} s)")
-    b3 = next(r for r in results if r.key == ("B3", "postgresql", LATENCY_SESSIONS)).metrics[
+    b3 = next(r for r in results if r.key == ("B3", Database.POSTGRESQL, LATENCY_SESSIONS)).metrics[
         THROUGHPUT
     ]
     say(" B4 ...")
     results.append(
         await sessions.latency(
-            "postgresql", LATENCY_LOAD * b3, LATENCY_SESSIONS, plan.latency_duration_s, logs
+            Database.POSTGRESQL, LATENCY_LOAD * b3, LATENCY_SESSIONS, plan.latency_duration_s, logs
         )
     )
     say(" B5 ...")

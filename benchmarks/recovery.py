@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from benchmarks.correctness import verify
 from benchmarks.infrastructure import say
-from benchmarks.results import Result
+from benchmarks.results import Database, Result
 from benchmarks.sessions import (
     Deployment,
     deployed,
@@ -70,7 +70,7 @@ async def _keep_sending(
 
 async def recovery(sessions: int, warm_up_s: float, logs: Path) -> Result:
     """B5 on PostgreSQL: seconds from ``kill -9`` to the next apply of every stalled session."""
-    async with deployed("postgresql", logs, workers=2) as deployment:
+    async with deployed(Database.POSTGRESQL, logs, workers=2) as deployment:
         store = deployment.store
         ids = await open_sessions(store, deployment.endpoint, sessions)
         sent = dict.fromkeys(ids, 0)
@@ -102,5 +102,5 @@ async def recovery(sessions: int, warm_up_s: float, logs: Path) -> Result:
         f"all applied again {recovered_s:.2f} s after kill -9"
     )
     return Result(
-        "B5", {"recovery_s": recovered_s, "sessions_held": float(len(held))}, "postgresql"
+        "B5", {"recovery_s": recovered_s, "sessions_held": float(len(held))}, Database.POSTGRESQL
     )

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results import THROUGHPUT, Report, Result
+from benchmarks.results import THROUGHPUT, Database, Report, Result
 
 SCENARIOS = {
     "B1": "raw aio-pika, confirms + manual ack",
@@ -88,7 +88,7 @@ def chart(report: Report, path: Path) -> None:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(8, 5))
-    colours = {"postgresql": "tab:blue", "sqlite": "tab:orange"}
+    colours = {Database.POSTGRESQL: "tab:blue", Database.SQLITE: "tab:orange"}
     counts: set[int] = set()
     for database, colour in colours.items():
         points = sorted(

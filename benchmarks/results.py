@@ -5,8 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from benchmarks.stats import median, ratio
+
+
+class Database(StrEnum):
+    """The databases the scenarios run on."""
+
+    POSTGRESQL = "postgresql"
+    SQLITE = "sqlite"
+
 
 Key = tuple[str, str, int]
 """(scenario, database, sessions); database "" and sessions 0 when they do not apply."""
@@ -73,13 +82,13 @@ class Report:
 
     def targets(self) -> list[Target]:
         """The issue's targets, checked against the medians."""
-        b3 = self.get(("B3", "postgresql", 256), THROUGHPUT)
+        b3 = self.get(("B3", Database.POSTGRESQL, 256), THROUGHPUT)
         b1 = self.get(("B1", "", 0), THROUGHPUT)
         share = ratio(b3, b1)
-        p99 = self.get(("B4", "postgresql", 256), "p99_ms")
-        recovery = self.get(("B5", "postgresql", 0), "recovery_s")
-        listing = self.get(("B6", "postgresql", 0), "list_p95_ms")
-        inspecting = self.get(("B6", "postgresql", 0), "inspect_p95_ms")
+        p99 = self.get(("B4", Database.POSTGRESQL, 256), "p99_ms")
+        recovery = self.get(("B5", Database.POSTGRESQL, 0), "recovery_s")
+        listing = self.get(("B6", Database.POSTGRESQL, 0), "list_p95_ms")
+        inspecting = self.get(("B6", Database.POSTGRESQL, 0), "inspect_p95_ms")
         return [
             Target("B3 PostgreSQL 256 sessions >= 0.7 x B1", share, _at_least(share, 0.7)),
             Target("B4 p99 at half of B3's maximum <= 25 ms", p99, _at_most(p99, 25.0)),

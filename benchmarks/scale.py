@@ -18,7 +18,7 @@ from api.app import create_app
 from benchmarks.correctness import CorrectnessError
 from benchmarks.infrastructure import BROKER_URL, insert_sessions, say, scratch_database
 from benchmarks.recorder import SERVICE_PATH
-from benchmarks.results import Result
+from benchmarks.results import Database, Result
 from benchmarks.stats import percentile
 from durable_sessions.hosting import build_store, served_endpoints
 from durable_sessions.lifecycle import SessionState
@@ -75,7 +75,7 @@ async def _timed(http: httpx.AsyncClient, url: str) -> tuple[float, httpx.Respon
 
 async def control_plane(sessions: int, requests: int, logs: Path) -> Result:
     """B6: p50/p95 of the first page of open sessions of a contract, and of one session."""
-    async with scratch_database("postgresql") as url:
+    async with scratch_database(Database.POSTGRESQL) as url:
         settings = Settings(
             database_url=url,
             broker_url=BROKER_URL,
@@ -127,7 +127,7 @@ async def control_plane(sessions: int, requests: int, logs: Path) -> Result:
         f"  B6 postgresql {sessions:,} sessions: list p95 {metrics['list_p95_ms']:.1f} ms, "
         f"inspect p95 {metrics['inspect_p95_ms']:.1f} ms"
     )
-    return Result("B6", metrics, "postgresql")
+    return Result("B6", metrics, Database.POSTGRESQL)
 
 
 def _check_page(response: httpx.Response, contract: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.correctness import Tally, verify
+from benchmarks.correctness import CorrectnessError, Tally, verify
 from benchmarks.infrastructure import (
     BROKER_URL,
     WorkerProcess,
@@ -29,7 +29,7 @@ from benchmarks.infrastructure import (
     wait_for_consumers,
 )
 from benchmarks.recorder import PAYLOAD, SERVICE_PATH
-from benchmarks.results import THROUGHPUT, Result
+from benchmarks.results import THROUGHPUT, Database, Result
 from benchmarks.stats import percentile
 from durable_sessions.client import Client
 from durable_sessions.endpoints import Endpoint, Endpoints
@@ -58,7 +58,7 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployed(database: str, logs: Path, workers: int = 1) -> AsyncIterator[Deployment]:
+async def deployed(database: Database, logs: Path, workers: int = 1) -> AsyncIterator[Deployment]:
     """Deploy on a scratch ``database``; remove the workers, queues and database afterwards."""
     async with scratch_database(database) as url:
         name = unique_name("bench").replace("_", "-")
@@ -137,8 +137,8 @@ async def wait_applied(store: SqlStore, total: int, timeout_s: float = APPLY_TIM
     deadline = loop.time() + timeout_s
     while (applied := await applied_total(store)) < total:
         if loop.time() > deadline:
-            raise TimeoutError(
-                f"{total - applied} of {total} messages not applied in {timeout_s} s"
+            raise CorrectnessError(
+                f"{total - applied} of {total} messages not applied within {timeout_s:g} s"
             )
         await asyncio.sleep(POLL_S)
 
@@ -155,7 +155,10 @@ async def tallies(store: SqlStore) -> dict[str, Tally]:
 
 
 async def throughput(
-    database: str, session_counts: Sequence[int], messages_for: Callable[[int], int], logs: Path
+    database: Database,
+    session_counts: Sequence[int],
+    messages_for: Callable[[int], int],
+    logs: Path,
 ) -> list[Result]:
     """B3: for each session count, send the messages and time them until all are applied."""
     results = []
@@ -179,7 +182,7 @@ async def throughput(
 
 
 async def latency(
-    database: str, rate: float, sessions: int, duration_s: float, logs: Path
+    database: Database, rate: float, sessions: int, duration_s: float, logs: Path
 ) -> Result:
     """B4: send at a fixed ``rate`` over ``sessions``; percentiles of scheduled send to applied.
 
