@@ -95,7 +95,6 @@ async def _consume(queue_name: str, expected: int, database_url: str | None, res
     """The child's work: consume ``expected`` messages, then report the end time and tallies."""
     engine = None if database_url is None else create_engine(database_url, pool_size=1)
     tallies: dict[str, Tally] = {}
-    done = asyncio.Event()
     finished_at = 0.0
     applied = 0
 
@@ -118,7 +117,6 @@ async def _consume(queue_name: str, expected: int, database_url: str | None, res
         applied += 1
         if applied == expected:
             finished_at = time.monotonic()
-            done.set()
 
     try:
         connection = await aio_pika.connect(BROKER_URL)
@@ -130,7 +128,7 @@ async def _consume(queue_name: str, expected: int, database_url: str | None, res
                 results.put(("ready",))
                 async for message in messages:
                     await handle(message)
-                    if done.is_set():
+                    if applied == expected:
                         break
         if engine is not None:
             async with engine.connect() as conn:
