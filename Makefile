@@ -2,6 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test check lint format services venv soak bench bench-quick clean
 
@@ -21,6 +22,18 @@ run: venv services
 ## Run the tests against real RabbitMQ, PostgreSQL and SQLite.
 test: venv services
 	$(BIN)/pytest
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+## Measure throughput, latency, recovery and scale against same-run baselines (~10 min).
+bench: $(BENCH_STAMP) services
+	$(BIN)/python -m benchmarks
+
+## The same scenarios with small counts and one run (< 1 min).
+bench-quick: $(BENCH_STAMP) services
+	$(BIN)/python -m benchmarks --quick
 
 lint: venv
 	$(BIN)/ruff check .
