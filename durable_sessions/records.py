@@ -7,6 +7,7 @@ timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -31,12 +32,42 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _IdClock:
+    """The millisecond and counter of the newest id this process made."""
+
+    COUNTER_MAX = 0xFFF
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = (0, 0)
+
+    def tick(self, random_start: int) -> tuple[int, int]:
+        """The next (millisecond, counter): later than the last one, never earlier."""
+        with self._lock:
+            millis = time.time_ns() // 1_000_000
+            last_millis, last_counter = self._last
+            if millis > last_millis:
+                self._last = (millis, random_start & self.COUNTER_MAX >> 1)  # room to count
+            elif last_counter < self.COUNTER_MAX:
+                self._last = (last_millis, last_counter + 1)
+            else:
+                self._last = (last_millis + 1, 0)
+            return self._last
+
+
+_id_clock = _IdClock()
+
+
 def new_id() -> str:
-    """A UUIDv7 string: random, and ordered by creation time (so ids sort like creation)."""
-    millis = time.time_ns() // 1_000_000
+    """A UUIDv7 string: random, and ordered by creation (so ids sort like creation).
+
+    Ids made in the same millisecond count up in the 12 bits after the version (RFC 9562,
+    section 6.2, method 1), so a process's ids sort in the order it made them.
+    """
     rand = int.from_bytes(os.urandom(10), "big")
+    millis, counter = _id_clock.tick(rand >> 64)
     value = (millis & (1 << 48) - 1) << 80
-    value |= 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    value |= 0x7 << 76 | counter << 64
     value |= 0b10 << 62 | rand & (1 << 62) - 1
     return str(uuid.UUID(int=value))
 

@@ -78,6 +78,13 @@ def test_ids_are_uuid7_and_sort_by_creation() -> None:
     assert early < new_id()
 
 
+def test_ids_made_in_one_millisecond_still_sort_in_the_order_made() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
 def test_session_deadline_is_inactivity_or_ttl_whichever_first() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     idle = SessionRecord(id="s", contract="C", endpoint="e", created_at=t0)
