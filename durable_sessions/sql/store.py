@@ -81,6 +81,7 @@ class _Sessions(SessionRepository):
         await self._w.execute(
             sa.insert(self._t).values(_values(session, _SESSION_COLUMNS)), write=True
         )
+        self._w.locked_versions[session.id] = session.version
         if session.labels:
             await self._w.execute_many(
                 sa.insert(schema.session_labels),
@@ -104,7 +105,10 @@ class _Sessions(SessionRepository):
         if lock:
             query = query.order_by(self._t.c.id).with_for_update()
         result = await self._w.execute(query)
-        return {row.id: _session(row) for row in result}
+        found = {row.id: _session(row) for row in result}
+        if lock:
+            self._w.locked_versions.update((i, s.version) for i, s in found.items())
+        return found
 
     async def update(self, session: SessionRecord) -> SessionRecord:
         values = _values(session, _SESSION_COLUMNS)
@@ -122,6 +126,7 @@ class _Sessions(SessionRepository):
                     f"session {session.id!r} changed since it was read (version {session.version})"
                 )
             )
+        self._w.locked_versions[session.id] = session.version + 1
         return dataclasses.replace(session, version=session.version + 1)
 
     async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
@@ -130,11 +135,14 @@ class _Sessions(SessionRepository):
             return []
         t = self._t
         ids = [s.id for s in sessions]
-        result = await self._w.execute(
-            sa.select(t.c.id, t.c.version).where(t.c.id.in_(ids)).with_for_update(), write=True
-        )
-        stored: dict[str, int] = {row.id: row.version for row in result}
-        if len(set(ids)) != len(ids) or any(stored.get(s.id) != s.version for s in sessions):
+        locked = self._w.locked_versions
+        if any(i not in locked for i in ids):
+            result = await self._w.execute(
+                sa.select(t.c.id, t.c.version).where(t.c.id.in_(ids)).with_for_update(),
+                write=True,
+            )
+            locked.update((row.id, row.version) for row in result)
+        if len(set(ids)) != len(ids) or any(locked.get(s.id) != s.version for s in sessions):
             raise self._w.fail(
                 ConcurrencyConflict("a session changed since it was read (batch update)")
             )
@@ -146,6 +154,7 @@ class _Sessions(SessionRepository):
             values["version"] = session.version + 1
             rows.append(values)
         await self._w.execute_many(sa.update(t).where(t.c.id == sa.bindparam("b_id")), rows)
+        locked.update((s.id, s.version + 1) for s in sessions)
         return [dataclasses.replace(s, version=s.version + 1) for s in sessions]
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
@@ -204,12 +213,14 @@ class _Messages(MessageRepository):
         await self._w.execute(
             sa.insert(self._t).values(_values(message, _MESSAGE_COLUMNS)), write=True
         )
+        self._w.message_keys[message.message_id] = (message.session_id, message.seq)
 
     async def add_many(self, messages: Sequence[MessageRecord]) -> None:
         if messages:
             await self._w.execute_many(
                 sa.insert(self._t), [_values(m, _MESSAGE_COLUMNS) for m in messages]
             )
+            self._w.message_keys.update((m.message_id, (m.session_id, m.seq)) for m in messages)
         else:
             self._w.check(write=True)
 
@@ -227,7 +238,9 @@ class _Messages(MessageRepository):
         if lock:
             query = query.order_by(t.c.message_id).with_for_update()
         result = await self._w.execute(query)
-        return {row.message_id: self._message(row) for row in result}
+        found = {row.message_id: self._message(row) for row in result}
+        self._w.message_keys.update((i, (m.session_id, m.seq)) for i, m in found.items())
+        return found
 
     async def by_seq(self, session_id: str, seq: int) -> MessageRecord | None:
         t = self._t
@@ -262,12 +275,16 @@ class _Messages(MessageRepository):
             self._w.check(write=True)
             return
         t = self._t
-        ids = [m.message_id for m in messages]
-        result = await self._w.execute(
-            sa.select(t.c.message_id, t.c.session_id, t.c.seq).where(t.c.message_id.in_(ids))
-        )
-        stored = {row.message_id: (row.session_id, row.seq) for row in result}
-        if any(stored.get(m.message_id) != (m.session_id, m.seq) for m in messages):
+        known = self._w.message_keys
+        unknown = [m.message_id for m in messages if m.message_id not in known]
+        if unknown:
+            result = await self._w.execute(
+                sa.select(t.c.message_id, t.c.session_id, t.c.seq).where(
+                    t.c.message_id.in_(unknown)
+                )
+            )
+            known.update((row.message_id, (row.session_id, row.seq)) for row in result)
+        if any(known.get(m.message_id) != (m.session_id, m.seq) for m in messages):
             raise self._w.fail(
                 StoreError("a message to update is missing or would change its session or seq")
             )

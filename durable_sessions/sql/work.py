@@ -18,6 +18,11 @@ class Work:
         self.conn = conn
         self.writable = writable
         self.spoiled: StoreError | None = None
+        self.locked_versions: dict[str, int] = {}
+        """Sessions this transaction holds locked, with the version it last read or wrote."""
+        self.message_keys: dict[str, tuple[str | None, int | None]] = {}
+        """Messages this transaction has read or written, with their (session, seq), which no
+        update changes: updates need not read them again to check."""
 
     def check(self, *, write: bool = False) -> None:
         if self.spoiled is not None:
