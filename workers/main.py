@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from durable_sessions.hosting import (
     build_store,
     connect_broker,
+    reliable_settings,
     served_endpoints,
     throttles,
 )
@@ -36,6 +37,7 @@ async def serve(
                 served,
                 throttles=throttles(settings),
                 sweep_interval_s=settings.sweep_interval_s,
+                reliable=reliable_settings(settings),
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
                 on_batch=Metrics().observe_batch,
