@@ -2,16 +2,20 @@
 
 ::
 
-    client = ReliableSessionClient("http://host/v1/soap/calculator", Calculator, store=store)
-    async with client.session() as calc:
-        await calc.clear()
-        await calc.add_to(5)
-        print(await calc.equals())  # the reply comes back in the offered sequence
+    async with ReliableSessionClient(
+        "http://host/v1/soap/calculator", Calculator, store=store
+    ) as client:
+        async with client.session() as calc:
+            await calc.clear()
+            await calc.add_to(5)
+            print(await calc.equals())  # the reply comes back in the offered sequence
 
 The engine decides what to send and when to retransmit; the sequence state (and that of the
 offered reply sequence) is saved in ``store`` after every step, so ``session(resume=id)`` in a
 new process continues a sequence where the old one stopped. A one-way call returns once it is
 sent; a two-way call waits for its reply. Leaving the block closes the sequence gracefully.
+The client closes the HTTP client it made (not one handed in) on :meth:`aclose`, or when its
+own ``async with`` block ends.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from durable_sessions.contracts import OperationSpec, contract_of
 from durable_sessions.errors import MessageRejected, OperationFailed
 from durable_sessions.records import SequenceRecord, utcnow
 from durable_sessions.reliable.calls import Call, call_action
-from durable_sessions.reliable.sequences import derived_id, new_record, saved, seconds
+from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
 from durable_sessions.store import Store
 from durable_sessions.wsrm import codec, snapshot
 from durable_sessions.wsrm.actions import Action, Deliver, Faulted, Send
@@ -57,7 +61,11 @@ DEFAULT_SEND_TIMEOUT_S = 60.0
 
 
 class ReliableSessionClient:
-    """Opens WS-RM sequences to one SOAP endpoint and calls ``contract`` through them."""
+    """Opens WS-RM sequences to one SOAP endpoint and calls ``contract`` through them.
+
+    ``http`` is an HTTP client to use (and leave open); without one the client makes its own,
+    which :meth:`aclose` closes.
+    """
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class ReliableSessionClient:
         self.contract = contract_of(contract)
         self.store = store
         self.http = http or httpx.AsyncClient()
+        self._owns_http = http is None
         self.headers = dict(headers or {})
         self.settings = settings or ReliableSessionSettings()
         self.send_timeout_s = send_timeout_s
@@ -83,6 +92,22 @@ class ReliableSessionClient:
     def session(self, *, resume: str | None = None) -> ReliableSession[Any]:
         """A new sequence, or (``resume``) the stored sequence with that identifier."""
         return ReliableSession(self, resume)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this client made; sequences stay stored and resumable."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> ReliableSessionClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 class ReliableSession(Generic[C]):
@@ -317,10 +342,12 @@ class ReliableSession(Generic[C]):
                     now=now,
                 )
                 await uow.sequences.add(self._reply_record)
-            else:
-                self._reply_record = await uow.sequences.update(
-                    saved(self._reply_record, self.replies, replies, now)
-                )
+                return
+            reply_record = saved(self._reply_record, self.replies, replies, now)
+            if self._record.ended:
+                # No reply can come once the request sequence is over; nothing to wake up for.
+                reply_record = ended(reply_record, now)
+            self._reply_record = await uow.sequences.update(reply_record)
 
     async def _load(self, identifier: str) -> None:
         async with self.client.store.snapshot() as uow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from durable_sessions.examples.calculator import Calculator
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.memory import MemoryStore
 from durable_sessions.memory_broker import MemoryBroker
+from durable_sessions.records import SequenceRole, utcnow
 from durable_sessions.reliable.http_client import ReliableSessionClient
 from durable_sessions.wsrm.messages import RMVersion
 from durable_sessions.wsrm.settings import ReliableSessionSettings
@@ -45,7 +47,8 @@ def client_for(
 async def test_the_client_runs_a_calculator_session(
     http: httpx.AsyncClient, server: MemoryStore, version: RMVersion
 ) -> None:
-    client = client_for(http, MemoryStore(), version)
+    mine = MemoryStore()
+    client = client_for(http, mine, version)
     session = client.session()
     async with session as calc:
         await calc.clear()
@@ -56,6 +59,10 @@ async def test_the_client_runs_a_calculator_session(
     assert state is SessionState.CLOSED
     assert instance == {"result": 15.0}
     assert applied == 4
+    later = utcnow() + timedelta(days=1)
+    async with mine.snapshot() as uow:
+        for role in SequenceRole:
+            assert await uow.sequences.due(role, later, 10) == []  # nothing left to wake
 
 
 async def test_a_restarted_client_resumes_its_sequence_from_the_store(
@@ -76,3 +83,15 @@ async def test_a_restarted_client_resumes_its_sequence_from_the_store(
     _, instance, applied = await wait_closed(server, identifier)
     assert instance == {"result": 15.0}
     assert applied == 4
+
+
+async def test_the_client_closes_only_the_http_client_it_made(http: httpx.AsyncClient) -> None:
+    async with ReliableSessionClient(URL, Calculator, store=MemoryStore()) as own:
+        assert not own.http.is_closed
+    assert own.http.is_closed
+    async with client_for(http, MemoryStore(), RMVersion.WSRM_1_1) as lent:
+        session = lent.session()
+        async with session as calc:
+            await calc.clear()
+    assert not http.is_closed
+    assert lent.http is http
