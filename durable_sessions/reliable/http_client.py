@@ -133,6 +133,11 @@ class ReliableSession(Generic[C]):
         return self._state.identifier
 
     @property
+    def sent(self) -> int:
+        """How many calls the sequence has carried so far (a resumed one counts from its start)."""
+        return self._state_now().next_number - 1
+
+    @property
     def _offer(self) -> str:
         # Derived from the CreateSequence, so a resumed session finds its reply sequence.
         return derived_id(self._create_id, "offer")

@@ -78,6 +78,7 @@ async def test_a_restarted_client_resumes_its_sequence_from_the_store(
 
     resumed = client_for(http, mine, RMVersion.WSRM_1_1).session(resume=identifier)
     async with resumed as calc:
+        assert resumed.sent == 2
         await calc.multiply_by(3)
         assert await calc.equals() == 15.0
     _, instance, applied = await wait_closed(server, identifier)
