@@ -231,7 +231,8 @@ class ReliableSession(Generic[C]):
         await self._run(actions)
         if op.one_way:
             return None
-        await self._until(lambda: message_id in self._results)
+        request = next(a.envelope for a in actions if isinstance(a, Send))
+        await self._until(lambda: message_id in self._results, request=request)
         reply = self._results.pop(message_id)
         if reply.error is not None:
             raise OperationFailed(op.name, reply.error)
@@ -249,11 +250,20 @@ class ReliableSession(Generic[C]):
             raise SequenceError(self._state_now().identifier, "the sequence is closed")
         return self._link
 
-    async def _until(self, done: Callable[[], bool]) -> None:
+    async def _until(self, done: Callable[[], bool], *, request: Envelope | None = None) -> None:
         """Absorb arrivals and let the engine retransmit until ``done()``; TimeoutError after
-        the send timeout."""
+        the send timeout.
+
+        ``request`` is a two-way call waiting for its reply. The acknowledgement of another
+        message may cover it before its reply is out (the destination handles envelopes
+        concurrently), and the engine never resends what is acknowledged; so, like WCF's
+        request channel, the call itself is resent with backoff until its reply comes (the
+        destination answers a duplicate with the reply it recorded).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.client.send_timeout_s
+        interval = self.client.settings.initial_retry_interval
+        resend_at = loop.time() + interval
         while not done():
             state = self._state_now()
             if state.status is SourceStatus.FAULTED:
@@ -265,15 +275,29 @@ class ReliableSession(Generic[C]):
                     f"the reliable session did not progress within {self.client.send_timeout_s:g} s"
                 )
             delay = wake - seconds(self.client.clock())
+            if request is not None:
+                delay = min(delay, resend_at - loop.time())
             for arrived in await self._link_now().receive(
                 min(max(delay, 0.0), deadline - loop.time())
             ):
                 await self._absorb(arrived)
+            if request is not None and not done() and loop.time() >= resend_at:
+                interval *= 2
+                resend_at = loop.time() + interval
+                await self._resend(request)
             # Arrivals changed the state: wake the engine on the current one.
             state, actions = self.source.wakeup(self._state_now(), seconds(self.client.clock()))
             self._state = state
             await self._save()
             await self._run(actions)
+
+    async def _resend(self, request: Envelope) -> None:
+        """Send ``request`` again once it is acknowledged (before, the engine resends it)."""
+        sequence = request.sequence
+        if sequence is not None and sequence.message_number in self._state_now().acknowledged:
+            answer = await self._link_now().send(self._outgoing(request))
+            if answer is not None:
+                await self._absorb(answer)
 
     async def _run(self, actions: list[Action]) -> None:
         for action in actions:
