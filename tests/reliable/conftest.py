@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,11 +24,17 @@ SOAP = "application/soap+xml; charset=utf-8"
 
 @asynccontextmanager
 async def calculator_app(
-    store: Store, broker: MemoryBroker, tmp_path: Path, *, inactivity_timeout_s: float = 600.0
+    store: Store,
+    broker: MemoryBroker,
+    tmp_path: Path,
+    *,
+    inactivity_timeout_s: float = 600.0,
+    network: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of a running control plane whose workers serve ``calculator``.
 
-    ``inactivity_timeout_s`` is the WS-RM inactivity timeout of both.
+    ``inactivity_timeout_s`` is the WS-RM inactivity timeout of both; ``network`` wraps the
+    way to the application (to lose or change what travels).
     """
     served = [(Endpoint.for_service(service_of(CalculatorService)), service_of(CalculatorService))]
     settings = Settings(
@@ -47,7 +53,9 @@ async def calculator_app(
     app = create_app(
         settings, endpoints=[e for e, _ in served], store=store, transport=broker.connect()
     )
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    if network is not None:
+        transport = network(transport)
     client = httpx.AsyncClient(
         transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {KEY}"}
     )
