@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,12 @@ from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
 class RecordingClient(AmqpReliableSessionClient):
     """Remembers the reply queues it declared, for the clean-up of a failed test."""
 
-    declared: list[str]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.declared: list[str] = []
 
     async def link(self, create_id: str) -> Link:
-        self.declared = [*getattr(self, "declared", []), reply_queue(create_id)]
+        self.declared.append(reply_queue(create_id))
         return await super().link(create_id)
 
 
