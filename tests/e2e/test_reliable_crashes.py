@@ -1,10 +1,10 @@
 """A WS-RM sequence survives ``kill -9`` of either end, with real processes.
 
 A worker process applies the journal service; the destination is ``durable-sessions api``
-serving ``/v1/soap/{endpoint}`` on PostgreSQL; the source is a process of its own
-(:mod:`tests.e2e.reliable_source`) keeping its sequence in a SQLite file. Whichever end is
-killed mid-sequence, the journal must end holding exactly the values written, in order: every
-message applied once, none lost, none twice.
+serving ``/v1/soap/{endpoint}`` on PostgreSQL (over AMQP: the worker, on the endpoint's WS-RM
+queue); the source is a process of its own (:mod:`tests.e2e.reliable_source`) keeping its
+sequence in a SQLite file. Whichever end is killed mid-sequence, the journal must end holding
+exactly the values written, in order: every message applied once, none lost, none twice.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ import httpx
 import pytest
 
 from durable_sessions.lifecycle import SessionState
+from durable_sessions.rabbitmq import RabbitTransport
+from durable_sessions.records import OutboxRecord, utcnow
+from durable_sessions.reliable.amqp import queue_address, reply_queue
 from durable_sessions.reliable.host import SEQUENCE_LABEL
 from durable_sessions.sql import migrate
+from durable_sessions.sql.store import SqlStore
 from durable_sessions.store import DeadLetterQuery, SessionQuery
 from tests.e2e.conftest import Run
 from tests.e2e.processes import POLL_S, Proc
+from tests.services import BROKER_URL
 from tests.system.test_up_and_demo import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(90)]
@@ -114,3 +119,50 @@ async def test_killing_the_source_mid_sequence_resumes_from_its_store(run: Run) 
     assert identifier_of(resumed) == identifier
     assert finished(resumed) == list(range(WRITES))
     await assert_journal_exact(run, identifier)
+
+
+async def delete_reply_queue(store_url: str, identifier: str) -> bool:
+    """Delete the reply queue of a stored AMQP source sequence; whether it was there still."""
+    store = SqlStore.from_url(store_url)
+    try:
+        async with store.snapshot() as uow:
+            record = await uow.sequences.get(identifier)
+    finally:
+        await store.close()
+    assert record is not None
+    assert record.create_message_id is not None
+    queue = reply_queue(record.create_message_id)
+    probe = OutboxRecord(exchange="", routing_key=queue, body=b"probe", created_at=utcnow())
+    transport = await RabbitTransport.connect(BROKER_URL)
+    try:
+        (there,) = await transport.publish([probe])
+        await transport.delete_queue(queue)
+    finally:
+        await transport.close()
+    return there
+
+
+async def test_killing_the_worker_mid_sequence_over_amqp_loses_nothing(run: Run) -> None:
+    worker = run.fleet.worker()
+    await run.fleet.serving()
+    store_url = f"sqlite+aiosqlite:///{run.directory / 'source.db'}"
+    await migrate.upgrade(store_url)
+    address = queue_address(run.topology.wsrm_queue.name)
+    options = ["--url", address, "--broker", BROKER_URL, "--store", store_url]
+    source = run.fleet.reliable_source(*options, "--writes", str(WRITES))
+    left: bool | None = None
+    try:
+        await source.logged(f"wrote {WRITES // 3}")
+        worker.kill()
+        assert worker.returncode == -9
+        assert source.running, "the sequence ended before the worker was killed"
+        worker.start()
+        await run.fleet.serving()
+        assert await source.wait(60) == 0, source.tail()
+        assert finished(source) == list(range(WRITES))
+        await assert_journal_exact(run, identifier_of(source))
+    finally:
+        source.kill()
+        if source.count("sequence "):
+            left = await delete_reply_queue(store_url, identifier_of(source))
+    assert left is False, "the reply queue outlived its sequence"
