@@ -22,6 +22,7 @@ from durable_sessions.settings import Settings
 from durable_sessions.sql.store import SqlStore
 from durable_sessions.store import Store
 from durable_sessions.transport import Transport
+from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 
 def poison_policy(settings: Settings) -> PoisonPolicy:
@@ -32,6 +33,11 @@ def poison_policy(settings: Settings) -> PoisonPolicy:
         retry_cycle_delay_s=settings.retry_cycle_delay_s,
         receive_error_handling=ReceiveErrorHandling(settings.receive_error_handling),
     )
+
+
+def reliable_settings(settings: Settings) -> ReliableSessionSettings:
+    """The reliable-session settings (WCF's defaults but for what ``settings`` configures)."""
+    return ReliableSessionSettings(inactivity_timeout=settings.reliable_inactivity_timeout_s)
 
 
 def throttles(settings: Settings) -> Throttles:

@@ -192,6 +192,15 @@ class MemoryBroker:
                 "settings it was created with (such as its delivery limit)"
             )
 
+    def _delete_queue(self, name: str) -> None:
+        queue = self._queues.pop(name, None)
+        if queue is None:
+            return
+        for routes in self._bindings.values():
+            for bound in routes.values():
+                if name in bound:
+                    bound.remove(name)
+
     def _bind(self, exchange: str, routing_key: str, queue: str) -> None:
         bound = self._bindings[exchange].setdefault(routing_key, [])
         if queue not in bound:
@@ -205,7 +214,10 @@ class MemoryBroker:
         headers: dict[str, Any],
         message_id: str | None,
     ) -> bool:
-        targets = self._bindings.get(exchange, {}).get(routing_key, [])
+        if exchange == "":
+            targets = [routing_key] if routing_key in self._queues else []
+        else:
+            targets = self._bindings.get(exchange, {}).get(routing_key, [])
         for name in targets:
             queue = self._queues[name]
             message = _Message(
@@ -359,6 +371,16 @@ class MemoryTransport(Transport):
         """Declare an endpoint's exchanges and queues (idempotent)."""
         self._check()
         self._broker._declare(topology)
+
+    async def declare_queue(self, name: str) -> None:
+        """Declare a queue reached through the default exchange (idempotent)."""
+        self._check()
+        self._broker._declare_queue(name, _QueueArguments())
+
+    async def delete_queue(self, name: str) -> None:
+        """Delete queue ``name`` and its messages, if it exists."""
+        self._check()
+        self._broker._delete_queue(name)
 
     async def publish(self, messages: Sequence[OutboxRecord]) -> list[bool]:
         """Route each message; False for a message no queue takes."""

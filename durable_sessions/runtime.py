@@ -24,6 +24,7 @@ from durable_sessions.services import ServiceSpec
 from durable_sessions.store import Store
 from durable_sessions.sweeper import Sweeper
 from durable_sessions.transport import Transport
+from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Runtime:
         known: Sequence[Endpoint] = (),
         throttles: Throttles | None = None,
         sweep_interval_s: float = 1.0,
+        reliable: ReliableSessionSettings | None = None,
         relay_poll_interval_s: float = 1.0,
         relay_lease_s: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
@@ -59,7 +61,12 @@ class Runtime:
             clock=clock,
         )
         self.sweeper = Sweeper(
-            store, self.endpoints, self.relay, interval_s=sweep_interval_s, clock=clock
+            store,
+            self.endpoints,
+            self.relay,
+            interval_s=sweep_interval_s,
+            reliable=reliable,
+            clock=clock,
         )
         self.dispatchers = [
             Dispatcher(

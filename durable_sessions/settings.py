@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     session_queues: int = Field(
         4, ge=1, le=256, description="Session queues per endpoint; the same in every process."
     )
+    reliable_inactivity_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Silence after which a WS-RM sequence ends, with its session (WCF's "
+        "InactivityTimeout); the same in every process.",
+    )
     receive_retry_count: int = Field(5, ge=0, description="Immediate retries of a failing message.")
     max_retry_cycles: int = Field(2, ge=0, description="Further retry cycles after a delay.")
     retry_cycle_delay_s: float = Field(1800.0, ge=0, description="Delay between retry cycles.")

@@ -1,9 +1,11 @@
-"""The sweeper: expires sessions, fires scheduled retries, and repairs stalled sessions.
+"""The sweeper: wakes WS-RM sequences, expires sessions, fires retries, repairs stalled sessions.
 
 Each sweep finds candidates in a read-only snapshot, then handles each one in its own
 transaction that locks the session and checks again, so any number of sweepers may run at once:
 the second to get a lock finds nothing left to do.
 
+- **Wake-ups**: destination sequences of the reliable-session binding whose wake-up is due are
+  woken (:mod:`~durable_sessions.reliable.wakeups`): a silent one ends, and its session with it.
 - **Expiry**: sessions past their inactivity timeout or time to live become ``expired`` and
   the messages they still hold become dead letters.
 - **Retries**: a message whose retry cycle is due is published again.
@@ -26,8 +28,10 @@ from durable_sessions.endpoints import Endpoint
 from durable_sessions.errors import StoreError
 from durable_sessions.records import MessageRecord, MessageStatus, OutboxRecord, utcnow
 from durable_sessions.relay import OutboxRelay
+from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.sending import Claim, outbox_entry
 from durable_sessions.store import Store
+from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +42,17 @@ SWEEP_LIMIT = 200
 class SweepReport:
     """What one sweep did."""
 
+    woken: int = 0
     expired: int = 0
     retried: int = 0
     repaired: int = 0
 
 
 class Sweeper:
-    """Periodic maintenance of sessions and messages; see the module docstring."""
+    """Periodic maintenance of sequences, sessions and messages; see the module docstring.
+
+    ``reliable`` are the reliable-session settings the endpoints' WS-RM hosts use.
+    """
 
     def __init__(
         self,
@@ -53,11 +61,13 @@ class Sweeper:
         relay: OutboxRelay | None = None,
         *,
         interval_s: float = 1.0,
+        reliable: ReliableSessionSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
         self.relay = relay
+        self.wakeups = DestinationWakeups(store, endpoints.keys(), reliable)
         self.interval_s = interval_s
         self.clock = clock
         self._stopping = asyncio.Event()
@@ -78,8 +88,10 @@ class Sweeper:
         self._stopping.set()
 
     async def sweep(self) -> SweepReport:
-        """One sweep of expiries, due retries and stalled sessions."""
+        """One sweep of sequence wake-ups, expiries, due retries and stalled sessions."""
         now = self.clock()
+        # Sequences first, so a silent sequence ends its session with the WS-RM reason.
+        woken = await self.wakeups.sweep(now)
         async with self.store.snapshot() as uow:
             expiring = [s.id for s in await uow.sessions.expiring(now, SWEEP_LIMIT)]
             due = await uow.messages.retries_due(now, SWEEP_LIMIT)
@@ -92,7 +104,7 @@ class Sweeper:
                     log.info("session %s expired", session_id)
         retried = sum([await self._retry(message, now) for message in due])
         repaired = sum([await self._repair(session_id, now) for session_id in stalled])
-        return SweepReport(expired, retried, repaired)
+        return SweepReport(woken, expired, retried, repaired)
 
     async def _retry(self, message: MessageRecord, now: datetime) -> bool:
         endpoint = self.endpoints.get(message.endpoint)

@@ -6,6 +6,7 @@ Per endpoint ``E``::
                             ── ...       ─▶ ...            │ quorum queues, x-delivery-limit,
                             ── session.N ─▶ ds.E.session.N │ dead-lettered to ds.E.dlx
                             ── datagram  ─▶ ds.E.datagram  ┘
+                            ── wsrm      ─▶ ds.E.wsrm        (WS-RM envelopes, dead-lettered)
                             ── poison    ─▶ ds.E.poison      (receive_error_handling MOVE)
     exchange ds.E.dlx (direct) ── dead ─▶ ds.E.dead          (REJECT, delivery limit)
 
@@ -28,6 +29,7 @@ DEFAULT_DELIVERY_LIMIT = 50
 """The broker's last resort against a message that kills its worker before any commit."""
 
 DATAGRAM_KEY = "datagram"
+WSRM_KEY = "wsrm"
 POISON_KEY = "poison"
 DEAD_KEY = "dead"
 
@@ -94,6 +96,11 @@ class EndpointTopology:
         return QueueSpec(f"{self.exchange}.datagram", DATAGRAM_KEY, True)
 
     @property
+    def wsrm_queue(self) -> QueueSpec:
+        """The queue of WS-RM envelopes for the reliable-session binding over AMQP."""
+        return QueueSpec(f"{self.exchange}.wsrm", WSRM_KEY, True)
+
+    @property
     def poison_queue(self) -> QueueSpec:
         """Where receive_error_handling MOVE puts poison messages, for a poison service."""
         return QueueSpec(f"{self.exchange}.poison", POISON_KEY, False)
@@ -106,7 +113,7 @@ class EndpointTopology:
     @property
     def queues(self) -> tuple[QueueSpec, ...]:
         """Every queue bound to the endpoint exchange (not the dead-letter queue)."""
-        return (*self.session_queues, self.datagram_queue, self.poison_queue)
+        return (*self.session_queues, self.datagram_queue, self.wsrm_queue, self.poison_queue)
 
     def session_routing_key(self, session_id: str) -> str:
         """The routing key of a session's messages: a stable hash of its id."""

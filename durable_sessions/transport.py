@@ -6,6 +6,8 @@ for tests. The rules:
 
 - Every message is persistent and published with ``mandatory``: a message no queue takes is
   reported as not confirmed, never silently dropped.
+- The default exchange (``""``) routes a message to the queue its routing key names; queues of
+  their own (``declare_queue``) are reached that way.
 - ``publish`` reports per message whether the broker confirmed it; a lost connection raises
   :class:`~durable_sessions.errors.BrokerUnavailable`.
 - A delivery stays unsettled until acked or rejected. Closing a consumer, or losing its
@@ -124,6 +126,14 @@ class Transport(ABC):
     @abstractmethod
     async def declare(self, topology: EndpointTopology) -> None:
         """Declare an endpoint's exchanges and queues (idempotent)."""
+
+    @abstractmethod
+    async def declare_queue(self, name: str) -> None:
+        """Declare a durable quorum queue bound to no exchange but the default (idempotent)."""
+
+    @abstractmethod
+    async def delete_queue(self, name: str) -> None:
+        """Delete queue ``name`` with the messages it holds; nothing if there is no such queue."""
 
     @abstractmethod
     async def publish(self, messages: Sequence[OutboxRecord]) -> list[bool]:

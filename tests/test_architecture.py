@@ -41,6 +41,7 @@ ADAPTERS = {
     "wsrm/_decode_rm.py": "the lxml envelope codec",
     "wsrm/_call.py": "the lxml envelope codec",
     "reliable/http_client.py": "the httpx reliable-session client",
+    "reliable/amqp.py": "the reliable-session binding over AMQP (the lxml envelope codec)",
 }
 ADAPTER_MODULES = {
     "durable_sessions.sql",
@@ -55,6 +56,7 @@ ADAPTER_MODULES = {
     "durable_sessions.wsrm._decode_rm",
     "durable_sessions.wsrm._call",
     "durable_sessions.reliable.http_client",
+    "durable_sessions.reliable.amqp",
     "api",
     "workers",
 }

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from durable_sessions.hosting import (
     build_store,
     connect_broker,
+    reliable_settings,
     served_endpoints,
     throttles,
 )
 from durable_sessions.metrics import Metrics
+from durable_sessions.reliable.amqp import AmqpReliableDestination
 from durable_sessions.runtime import Runtime
 from durable_sessions.settings import Settings, redact_url
 
@@ -36,6 +38,7 @@ async def serve(
                 served,
                 throttles=throttles(settings),
                 sweep_interval_s=settings.sweep_interval_s,
+                reliable=reliable_settings(settings),
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
                 on_batch=Metrics().observe_batch,
@@ -45,6 +48,18 @@ async def serve(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             await runtime.start()
+            destinations = [
+                AmqpReliableDestination(
+                    store,
+                    transport,
+                    endpoint_,
+                    settings=reliable_settings(settings),
+                    relay=runtime.relay,
+                )
+                for endpoint_, _ in served
+                if endpoint_.binding.sessionful
+            ]
+            reliable = [asyncio.create_task(d.run(), name=f"wsrm-{d.queue}") for d in destinations]
             for endpoint_, service in served:
                 log.info(
                     "serving %s on endpoint %r (%s) from %s, broker %s",
@@ -56,14 +71,20 @@ async def serve(
                 )
             waiting = asyncio.create_task(runtime.wait())
             stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiting, stopping, *reliable}, return_when=asyncio.FIRST_COMPLETED)
             log.info("stopping: finishing the batch in progress")
+            for destination in destinations:
+                await destination.stop()
+            ended = await asyncio.gather(*reliable, return_exceptions=True)
             await runtime.stop()
             stopping.cancel()
             if waiting.done():
                 waiting.result()
             else:
                 waiting.cancel()
+            for outcome in ended:
+                if isinstance(outcome, Exception):
+                    raise outcome
         finally:
             await transport.close()
     finally:

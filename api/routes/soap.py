@@ -18,6 +18,7 @@ from durable_sessions.errors import (
     MessageRejected,
     SessionError,
 )
+from durable_sessions.hosting import reliable_settings
 from durable_sessions.reliable.host import ReliableSessionHost
 from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.errors import EnvelopeRejected
@@ -36,12 +37,13 @@ Plane = Annotated[ControlPlane, Depends(control_plane)]
 SOAP_MEDIA_TYPE = "application/soap+xml"
 MAX_ENVELOPE_BYTES = 256 * 1024
 """The largest envelope accepted (WCF's default MaxReceivedMessageSize is 64 KiB)."""
-SETTINGS = ReliableSessionSettings()
+DEFAULT_VERSION = ReliableSessionSettings().version
+"""The WS-RM version of faults about envelopes whose version cannot be told."""
 _ACCEPTED_TYPES = (SOAP_MEDIA_TYPE, "text/xml")
 
 
 def _fault(fault: Fault, version: RMVersion | None, status: int) -> Response:
-    body = codec.encode_fault(fault, version or SETTINGS.version)
+    body = codec.encode_fault(fault, version or DEFAULT_VERSION)
     return Response(body, status_code=status, media_type=f"{SOAP_MEDIA_TYPE}; charset=utf-8")
 
 
@@ -82,7 +84,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
         inbound = codec.decode_message(data)
     except EnvelopeRejected as error:
         return _fault(error.fault, error.rm_version, _status(error.fault))
-    version = inbound.rm_version or SETTINGS.version
+    version = inbound.rm_version or DEFAULT_VERSION
     if endpoint not in plane.endpoints:
         fault = Fault(
             FaultCode.SENDER,
@@ -95,7 +97,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
         plane.endpoints[endpoint],
         codec.CALL_FORMAT,
         address=str(request.url),
-        settings=SETTINGS,
+        settings=reliable_settings(plane.settings),
         relay=plane.relay,
     )
     try:

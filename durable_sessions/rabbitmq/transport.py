@@ -150,6 +150,22 @@ class RabbitTransport(Transport):
             ) from e
         await queue.bind(exchange, spec.routing_key)
 
+    async def declare_queue(self, name: str) -> None:
+        """Declare a durable quorum queue reached through the default exchange (idempotent)."""
+        self._require_open("declare")
+        with broker_errors(f"declare queue {name!r}", self._url):
+            async with self._transient_channel() as channel:
+                await channel.declare_queue(
+                    name, durable=True, arguments={"x-queue-type": "quorum"}
+                )
+
+    async def delete_queue(self, name: str) -> None:
+        """Delete queue ``name`` and its messages (RabbitMQ ignores a queue that is not there)."""
+        self._require_open("delete a queue")
+        with broker_errors(f"delete queue {name!r}", self._url):
+            async with self._transient_channel() as channel:
+                await channel.queue_delete(name)
+
     async def publish(self, messages: Sequence[OutboxRecord]) -> list[bool]:
         """Publish persistently with confirms, the whole batch in flight at once.
 

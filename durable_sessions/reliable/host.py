@@ -10,7 +10,7 @@ A sequence maps onto one session of the endpoint's contract:
   (:mod:`durable_sessions.sending`) with a message id derived from the sequence and the number,
   so its ``seq`` is its message number and the workers apply it like any other message.
 - TerminateSequence (or the inactivity timeout) after the last message closes the session; a
-  faulted sequence terminates it.
+  faulted sequence (the inactivity timeout before the last message, for one) terminates it.
 
 The engine's state is loaded (row locked) and saved in the same transaction as the sends, so a
 restart resumes from the store. Everything goes back on the response to the request (anonymous
@@ -68,6 +68,14 @@ from durable_sessions.wsrm.source import ReliableSource
 
 SEQUENCE_LABEL = "wsrm-sequence"
 """The session label that names the WS-RM sequence a session was opened for."""
+
+SESSION_TIMEOUTS = 2
+"""A sequence's session expires on its own after this many inactivity timeouts of the sequence.
+
+The sequence's wake-up ends it first, with the WS-RM fault (see
+:mod:`~durable_sessions.reliable.wakeups`); the session's own timeout is the backstop, and
+like WCF's receiveTimeout it also ends a session kept open by keep-alives alone.
+"""
 
 OFFER_IN_USE = "The offered sequence identifier is already in use."
 
@@ -194,7 +202,7 @@ class ReliableSessionHost:
                     uow,
                     self.endpoint,
                     now,
-                    inactivity_timeout_s=self.settings.inactivity_timeout,
+                    inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
                     ttl_s=None,
                     labels={SEQUENCE_LABEL: identifier},
                 )
@@ -271,10 +279,8 @@ class ReliableSessionHost:
             # The acknowledgement travels on this response, so none is due any more.
             state = dataclasses.replace(state, ack_due_at=None)
             record = await uow.sequences.update(saved(record, engine, state, now))
-            if record.ended and state.offer is not None:
-                offered = await uow.sequences.get(state.offer.identifier, lock=True)
-                if offered is not None and not offered.ended:
-                    await uow.sequences.update(ended(offered, now))
+            if record.ended:
+                await end_offered(uow, state, now)
         return _Received(record, state, actions, outbox)
 
     async def _apply(
@@ -300,18 +306,8 @@ class ReliableSessionHost:
                 )
                 if sent.outbox is not None:
                     outbox.append(sent.outbox)
-            elif isinstance(action, Terminated):
-                session = await uow.sessions.get(session_id)
-                if (
-                    session is not None
-                    and session.state is SessionState.OPEN
-                    and session.terminating_seq is None
-                ):
-                    await close_session(uow, session_id, now)
-            elif isinstance(action, Faulted):
-                session = await uow.sessions.get(session_id)
-                if session is not None and not session.state.is_final:
-                    await terminate_session(uow, session_id, action.fault.reason, now)
+            elif isinstance(action, Terminated | Faulted):
+                await end_session(uow, session_id, action, now)
         return outbox
 
     async def _acknowledge_replies(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -392,6 +388,33 @@ class ReliableSessionHost:
                 return None
             await asyncio.sleep(delay)
             delay = min(0.05, delay * 1.5)
+
+
+async def end_session(
+    uow: UnitOfWork, session_id: str, action: Terminated | Faulted, now: datetime
+) -> None:
+    """End the session of a sequence that ``action`` ended.
+
+    A terminated sequence closes the session gracefully (unless a terminating operation is
+    already closing it); a faulted one terminates it with the fault's reason.
+    """
+    session = await uow.sessions.get(session_id)
+    if session is None:
+        return
+    if isinstance(action, Terminated):
+        if session.state is SessionState.OPEN and session.terminating_seq is None:
+            await close_session(uow, session_id, now)
+    elif not session.state.is_final:
+        await terminate_session(uow, session_id, action.fault.reason, now)
+
+
+async def end_offered(uow: UnitOfWork, state: DestinationSequenceState, now: datetime) -> None:
+    """Mark the reply sequence offered with ``state`` over, now that ``state`` has ended."""
+    if state.offer is None:
+        return
+    offered = await uow.sequences.get(state.offer.identifier, lock=True)
+    if offered is not None and not offered.ended:
+        await uow.sequences.update(ended(offered, now))
 
 
 def _payload(body: object) -> Payload:

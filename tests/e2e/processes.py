@@ -1,4 +1,4 @@
-"""Real processes for the end-to-end tests: workers and senders, their logs, kills and stops.
+"""Real processes for the end-to-end tests: workers, APIs, senders, their logs, kills and stops.
 
 Every process runs from the repository root with the ``DS_*`` environment of its run and writes
 its output to a log file of its own; a test that fails shows the end of every log. Nothing here
@@ -140,6 +140,19 @@ class Fleet:
         index = sum(p.name.startswith("worker") for p in self.procs) + 1
         argv = [sys.executable, "-m", "workers", "--service", SERVICE_PATH]
         return self._spawn(f"worker-{index}", [*argv, "--endpoint", self.endpoint])
+
+    def api(self, port: int, key: str) -> Proc:
+        """Start the control plane (``durable-sessions api``) serving the endpoint on ``port``."""
+        argv = [sys.executable, "-m", "durable_sessions", "api", "--port", str(port)]
+        return self._spawn(
+            "api", argv, DS_SERVICES=f"{SERVICE_PATH}@{self.endpoint}", DS_API_KEYS=key
+        )
+
+    def reliable_source(self, *options: str) -> Proc:
+        """Start a WS-RM source process (see :mod:`tests.e2e.reliable_source`)."""
+        index = sum(p.name.startswith("source") for p in self.procs) + 1
+        argv = [sys.executable, "-m", "tests.e2e.reliable_source", *options]
+        return self._spawn(f"source-{index}", argv)
 
     @property
     def workers(self) -> list[Proc]:

@@ -68,6 +68,12 @@ class WatchedTransport(Transport):
     async def declare(self, topology: EndpointTopology) -> None:
         await self.inner.declare(topology)
 
+    async def declare_queue(self, name: str) -> None:
+        await self.inner.declare_queue(name)
+
+    async def delete_queue(self, name: str) -> None:
+        await self.inner.delete_queue(name)
+
     async def publish(self, messages: Sequence[OutboxRecord]) -> list[bool]:
         if self.stall_after is not None and self.confirmed >= self.stall_after:
             log.warning("publishing stalls now, with %d entries to publish", len(messages))

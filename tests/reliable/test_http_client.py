@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,8 +13,10 @@ from durable_sessions.examples.calculator import Calculator
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.memory import MemoryStore
 from durable_sessions.memory_broker import MemoryBroker
+from durable_sessions.records import SequenceRole, utcnow
 from durable_sessions.reliable.http_client import ReliableSessionClient
-from durable_sessions.wsrm.messages import RMVersion
+from durable_sessions.wsrm import codec
+from durable_sessions.wsrm.messages import Envelope, RMAction, RMVersion, action_uri
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from tests.reliable.conftest import calculator_app
 from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
@@ -45,7 +48,8 @@ def client_for(
 async def test_the_client_runs_a_calculator_session(
     http: httpx.AsyncClient, server: MemoryStore, version: RMVersion
 ) -> None:
-    client = client_for(http, MemoryStore(), version)
+    mine = MemoryStore()
+    client = client_for(http, mine, version)
     session = client.session()
     async with session as calc:
         await calc.clear()
@@ -56,6 +60,10 @@ async def test_the_client_runs_a_calculator_session(
     assert state is SessionState.CLOSED
     assert instance == {"result": 15.0}
     assert applied == 4
+    later = utcnow() + timedelta(days=1)
+    async with mine.snapshot() as uow:
+        for role in SequenceRole:
+            assert await uow.sequences.due(role, later, 10) == []  # nothing left to wake
 
 
 async def test_a_restarted_client_resumes_its_sequence_from_the_store(
@@ -71,8 +79,62 @@ async def test_a_restarted_client_resumes_its_sequence_from_the_store(
 
     resumed = client_for(http, mine, RMVersion.WSRM_1_1).session(resume=identifier)
     async with resumed as calc:
+        assert resumed.sent == 2
         await calc.multiply_by(3)
         assert await calc.equals() == 15.0
     _, instance, applied = await wait_closed(server, identifier)
     assert instance == {"result": 15.0}
     assert applied == 4
+
+
+async def test_the_client_closes_only_the_http_client_it_made(http: httpx.AsyncClient) -> None:
+    async with ReliableSessionClient(URL, Calculator, store=MemoryStore()) as own:
+        assert not own.http.is_closed
+    assert own.http.is_closed
+    async with client_for(http, MemoryStore(), RMVersion.WSRM_1_1) as lent:
+        session = lent.session()
+        async with session as calc:
+            await calc.clear()
+    assert not http.is_closed
+    assert lent.http is http
+
+
+class LosingTheFirstReply(httpx.AsyncBaseTransport):
+    """Delivers the first two-way reply's acknowledgement without the reply itself."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        content = await response.aread()
+        if self.lost or b"equalsResponse" not in content:
+            return response
+        self.lost += 1
+        answer = codec.decode(content)
+        bare = Envelope(
+            action=action_uri(RMAction.SEQUENCE_ACKNOWLEDGEMENT, RMVersion.WSRM_1_1),
+            acknowledgements=answer.acknowledgements,
+        )
+        return httpx.Response(
+            200, headers=response.headers, content=codec.encode(bare, RMVersion.WSRM_1_1)
+        )
+
+
+async def test_a_two_way_call_acknowledged_without_its_reply_is_sent_again(
+    server: MemoryStore, tmp_path: Path
+) -> None:
+    lossy: list[LosingTheFirstReply] = []
+
+    def network(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        lossy.append(LosingTheFirstReply(inner))
+        return lossy[-1]
+
+    async with calculator_app(server, MemoryBroker(), tmp_path, network=network) as http:
+        session = client_for(http, MemoryStore(), RMVersion.WSRM_1_1).session()
+        async with session as calc:
+            await calc.clear()
+            await calc.add_to(5)
+            assert await calc.equals() == 5.0
+    assert lossy[0].lost == 1

@@ -49,6 +49,27 @@ async def test_a_queue_declared_with_other_arguments_is_refused_by_name(
     assert await transport.publish([record(topology)]) == [True]
 
 
+async def test_a_queue_of_its_own_is_reached_through_the_default_exchange(
+    broker: BrokerHarness,
+) -> None:
+    transport, topology = await ready(broker)
+    name = f"{topology.exchange}.own"
+    message = dataclasses.replace(record(topology), exchange="", routing_key=name)
+    try:
+        await transport.declare_queue(name)
+        await transport.declare_queue(name)
+        assert await transport.publish([message]) == [True]
+        consumer = await transport.consume([name], prefetch=1)
+        (got,) = await take(consumer, 1)
+        assert (got.body, got.queue) == (message.body, name)
+        await consumer.ack([got])
+        await consumer.close()
+    finally:
+        await transport.delete_queue(name)
+    await transport.delete_queue(name)
+    assert await transport.publish([message]) == [False]
+
+
 # --- publish ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,260 @@
+"""The reliable-session binding over AMQP: WS-RM envelopes as message bodies.
+
+An AMQP address names a queue, reached through the default exchange: ``amqp:/queues/<name>``
+(RabbitMQ's AMQP 1.0 address form). Each endpoint has a WS-RM queue (``ds.<endpoint>.wsrm``,
+declared with the endpoint's topology); every sequence of an :class:`AmqpReliableSessionClient`
+has a reply queue of its own, named after its CreateSequence so a resumed sequence finds it,
+and deleted when the sequence ends.
+
+- :class:`AmqpReliableDestination` consumes the endpoint's WS-RM queue, hands each envelope to
+  the endpoint's :class:`~durable_sessions.reliable.host.ReliableSessionHost` and publishes the
+  answer to the address it names, else to the request's ReplyTo (FaultTo for faults). Losing
+  an answer, or a request the store could not take, is safe: the source retransmits. Envelopes
+  that cannot be read are dead-lettered with the endpoint's dead letters.
+- :class:`AmqpReliableSessionClient` is the RM source: the session logic of
+  :class:`~durable_sessions.reliable.client.ReliableSession` over a link that publishes to the
+  destination's queue and reads its reply queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from durable_sessions.endpoints import Endpoint
+from durable_sessions.errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    MessageRejected,
+    SessionError,
+    StoreError,
+)
+from durable_sessions.records import OutboxRecord, utcnow
+from durable_sessions.relay import OutboxRelay
+from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
+from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.store import Store
+from durable_sessions.transport import Consumer, Delivery, Transport
+from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm.errors import EnvelopeRejected
+from durable_sessions.wsrm.messages import (
+    WSA_ANONYMOUS,
+    Envelope,
+    Fault,
+    FaultCode,
+    RMVersion,
+    reply_address,
+)
+from durable_sessions.wsrm.settings import ReliableSessionSettings
+
+log = logging.getLogger(__name__)
+
+ADDRESS_PREFIX = "amqp:/queues/"
+SOAP_HEADERS = {"content-type": "application/soap+xml; charset=utf-8"}
+DEFAULT_PREFETCH = 64
+REPLY_QUEUE_PREFIX = "ds.wsrm.reply."
+
+
+def queue_address(queue: str) -> str:
+    """The address of ``queue``."""
+    return f"{ADDRESS_PREFIX}{queue}"
+
+
+def address_queue(address: str | None) -> str | None:
+    """The queue an address names; None for any other address (such as anonymous)."""
+    if address is None or not address.startswith(ADDRESS_PREFIX):
+        return None
+    return address.removeprefix(ADDRESS_PREFIX) or None
+
+
+def reply_queue(create_id: str) -> str:
+    """The reply queue of the sequence that CreateSequence ``create_id`` makes."""
+    return f"{REPLY_QUEUE_PREFIX}{uuid.uuid5(uuid.NAMESPACE_URL, create_id).hex}"
+
+
+def _envelope_record(queue: str, envelope: Envelope, version: RMVersion) -> OutboxRecord:
+    return OutboxRecord(
+        exchange="",
+        routing_key=queue,
+        body=codec.encode(envelope, version),
+        created_at=utcnow(),
+        headers=dict(SOAP_HEADERS),
+        message_id=envelope.message_id,
+    )
+
+
+class AmqpReliableDestination:
+    """Serves ``endpoint``'s WS-RM queue until :meth:`stop`; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        endpoint: Endpoint,
+        *,
+        settings: ReliableSessionSettings | None = None,
+        relay: OutboxRelay | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.transport = transport
+        self.queue = endpoint.topology.wsrm_queue.name
+        self.address = queue_address(self.queue)
+        self.host = ReliableSessionHost(
+            store,
+            endpoint,
+            codec.CALL_FORMAT,
+            address=self.address,
+            settings=settings,
+            relay=relay,
+            clock=clock,
+        )
+        self.prefetch = prefetch
+        self._consumer: Consumer | None = None
+
+    async def run(self) -> None:
+        """Consume the WS-RM queue (declared with the endpoint's topology) until stopped."""
+        self._consumer = consumer = await self.transport.consume([self.queue], self.prefetch)
+        try:
+            while batch := await consumer.next_batch(self.prefetch, 0.0):
+                readable = await asyncio.gather(*(self._handle(d) for d in batch))
+                await consumer.ack([d for d, ok in zip(batch, readable, strict=True) if ok])
+                await consumer.reject([d for d, ok in zip(batch, readable, strict=True) if not ok])
+        finally:
+            await consumer.close()
+
+    async def stop(self) -> None:
+        """Stop consuming; envelopes not yet acknowledged go back to the queue."""
+        if self._consumer is not None:
+            await self._consumer.close()
+
+    async def _handle(self, delivery: Delivery) -> bool:
+        try:
+            inbound = codec.decode_message(delivery.body)
+        except EnvelopeRejected as error:
+            log.warning("dead-lettered an unreadable WS-RM envelope: %s", error.fault.reason)
+            return False
+        request = inbound.envelope
+        version = inbound.rm_version or self.host.settings.version
+        try:
+            answer = await self.host.handle(request, version)
+        except (MessageRejected, SessionError, ConfigurationError) as error:
+            fault = Fault(FaultCode.SENDER, str(error))
+            answer = faults.fault_envelope(fault, version, relates_to=request.message_id)
+        except StoreError as error:
+            log.warning("dropped a WS-RM envelope for its source to resend: %s", error)
+            return True
+        if answer is not None:
+            await self._answer(answer, request, version)
+        return True
+
+    async def _answer(self, answer: Envelope, request: Envelope, version: RMVersion) -> None:
+        to = answer.to
+        if to is None or to == WSA_ANONYMOUS:
+            to = reply_address(request, fault=isinstance(answer.body, Fault))
+        queue = address_queue(to)
+        if queue is None:
+            log.warning("cannot answer %s: %s is not an AMQP address", request.message_id, to)
+            return
+        record = _envelope_record(queue, dataclasses.replace(answer, to=to), version)
+        try:
+            await self.transport.publish([record])  # unconfirmed: the source asks again
+        except BrokerUnavailable as error:
+            log.warning("could not answer %s: %s", request.message_id, error)
+
+
+class AmqpReliableSessionClient(ReliableClient):
+    """Opens WS-RM sequences to the destination at ``address`` over ``transport``.
+
+    ``address`` is the destination's :func:`queue_address` (its endpoint's WS-RM queue).
+    ``transport`` is left open; :meth:`aclose` stops reading the reply queues of sequences
+    still open, which stay stored (queue included) and resumable.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        contract: type[Any],
+        *,
+        transport: Transport,
+        store: Store,
+        settings: ReliableSessionSettings | None = None,
+        send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        queue = address_queue(address)
+        if queue is None:
+            raise ConfigurationError(
+                f"{address!r} is not an AMQP address: use {queue_address('<queue>')!r}"
+            )
+        super().__init__(
+            address,
+            contract,
+            store=store,
+            calls=codec.CALL_FORMAT,
+            settings=settings,
+            send_timeout_s=send_timeout_s,
+            clock=clock,
+        )
+        self.transport = transport
+        self.queue = queue
+        self._links: set[_AmqpLink] = set()
+
+    async def link(self, create_id: str) -> Link:
+        """Declare the sequence's reply queue and start reading it."""
+        queue = reply_queue(create_id)
+        await self.transport.declare_queue(queue)
+        consumer = await self.transport.consume([queue], DEFAULT_PREFETCH)
+        link = _AmqpLink(self, queue, consumer)
+        self._links.add(link)
+        return link
+
+    async def aclose(self) -> None:
+        """Stop reading the reply queues of the sequences still open."""
+        for link in list(self._links):
+            await link.close(ended=False)
+
+
+class _AmqpLink(Link):
+    def __init__(self, client: AmqpReliableSessionClient, queue: str, consumer: Consumer) -> None:
+        self.client = client
+        self.queue = queue
+        self.consumer = consumer
+
+    @property
+    def reply_address(self) -> str:
+        return queue_address(self.queue)
+
+    async def send(self, envelope: Envelope) -> Envelope | None:
+        record = _envelope_record(self.client.queue, envelope, self.client.settings.version)
+        try:
+            await self.client.transport.publish([record])
+        except BrokerUnavailable as error:
+            log.warning("lost a WS-RM envelope on the way (it is resent): %s", error)
+        return None  # the answers come on the reply queue
+
+    async def receive(self, within_s: float) -> list[Envelope]:
+        try:
+            async with asyncio.timeout(within_s):
+                batch = await self.consumer.next_batch(DEFAULT_PREFETCH, 0.0)
+        except TimeoutError:
+            return []
+        await self.consumer.ack(batch)
+        arrived = []
+        for delivery in batch:
+            try:
+                arrived.append(codec.decode(delivery.body))
+            except EnvelopeRejected as error:
+                log.warning("ignored an unreadable WS-RM envelope: %s", error.fault.reason)
+        return arrived
+
+    async def close(self, *, ended: bool) -> None:
+        self.client._links.discard(self)
+        await self.consumer.close()
+        if ended:
+            await self.client.transport.delete_queue(self.queue)
