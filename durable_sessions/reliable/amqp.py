@@ -116,10 +116,14 @@ class AmqpReliableDestination:
         )
         self.prefetch = prefetch
         self._consumer: Consumer | None = None
+        self._stopped = False
 
     async def run(self) -> None:
         """Consume the WS-RM queue (declared with the endpoint's topology) until stopped."""
         self._consumer = consumer = await self.transport.consume([self.queue], self.prefetch)
+        if self._stopped:  # stopped while it was starting to consume
+            await consumer.close()
+            return
         try:
             while batch := await consumer.next_batch(self.prefetch, 0.0):
                 readable = await asyncio.gather(*(self._handle(d) for d in batch))
@@ -130,6 +134,7 @@ class AmqpReliableDestination:
 
     async def stop(self) -> None:
         """Stop consuming; envelopes not yet acknowledged go back to the queue."""
+        self._stopped = True
         if self._consumer is not None:
             await self._consumer.close()
 

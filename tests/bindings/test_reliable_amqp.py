@@ -75,3 +75,13 @@ async def test_the_calculator_sequence_over_amqp(stack: Stack, version: RMVersio
 
 def _probe(queue: str) -> OutboxRecord:
     return OutboxRecord(exchange="", routing_key=queue, body=b"probe", created_at=utcnow())
+
+
+async def test_a_destination_stopped_as_it_starts_ends(stack: Stack) -> None:
+    endpoint = stack.endpoint(CalculatorService)
+    runtime = await stack.runtime([(endpoint, CalculatorService)])
+    destination = AmqpReliableDestination(stack.store, runtime.transport, endpoint)
+    serving = asyncio.create_task(destination.run())
+    await destination.stop()  # before the task has started to consume
+    async with asyncio.timeout(10):
+        await serving
