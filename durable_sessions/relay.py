@@ -1,7 +1,9 @@
 """The outbox relay: publishes committed outbox entries, then removes them once confirmed.
 
 Entries this process wrote are claimed in the same transaction (:meth:`OutboxRelay.claim`) and
-handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Every
+handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Confirmed
+entries are removed by a task of their own, several publishes at a time, while the next ones are
+published. Every
 ``poll_interval_s`` the relay also claims entries nobody holds — written by a process without a
 relay, or left behind by one that crashed once its lease ran out — so nothing stays in the
 outbox. Any number of relays may run: claims keep them apart, and a message published twice is
@@ -52,6 +54,8 @@ class OutboxRelay:
         self.clock = clock
         self.published = 0
         self._pending: list[OutboxRecord] = []
+        self._published: list[int] = []
+        self._removing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._idle = asyncio.Event()
@@ -70,6 +74,14 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until :meth:`stop`."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            if self._removing is not None:
+                self._removing.cancel()
+            raise
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
         backoff = 0.0
@@ -84,11 +96,13 @@ class OutboxRelay:
                 next_poll = loop.time() + self.poll_interval_s
             backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
             if not self._pending:
+                await self._removed()
                 self._idle.set()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, next_poll - loop.time())):
                         await self._wake.wait()
+        await self._removed()
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until everything submitted so far is published (or give up after a while)."""
@@ -141,11 +155,23 @@ class OutboxRelay:
                 refused,
                 len(entries),
             )
-        try:
-            async with self.store.transaction() as uow:
-                await uow.outbox.remove(done)
-        except StoreError as e:
-            # They were published; leaving them only means publishing them once more later.
-            log.warning("outbox relay cannot remove %d published entries: %s", len(done), e)
         self.published += len(done)
+        self._published += done
+        if self._removing is None or self._removing.done():
+            self._removing = asyncio.create_task(self._remove_published(), name="outbox-remove")
         return True
+
+    async def _remove_published(self) -> None:
+        while self._published:
+            ids, self._published = self._published, []
+            try:
+                async with self.store.transaction() as uow:
+                    await uow.outbox.remove(ids)
+            except StoreError as e:
+                # They were published; leaving them only means publishing them once more later.
+                log.warning("outbox relay cannot remove %d published entries: %s", len(ids), e)
+
+    async def _removed(self) -> None:
+        """Wait until every confirmed entry is removed from the outbox."""
+        if self._removing is not None:
+            await self._removing
