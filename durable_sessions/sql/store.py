@@ -58,6 +58,19 @@ _OUTBOX_COLUMNS = _fields(OutboxRecord)
 _DEAD_LETTER_COLUMNS = _fields(DeadLetterRecord)
 
 
+_SESSION_UPDATABLE = tuple(
+    c for c in _SESSION_COLUMNS if c not in ("id", "labels", "created_at", "version")
+)
+_MESSAGE_UPDATABLE = tuple(
+    c for c in _MESSAGE_COLUMNS if c not in ("message_id", "session_id", "seq")
+)
+
+
+def _changed(columns: Sequence[str], pairs: Sequence[tuple[object, object]]) -> list[str]:
+    """The columns in which any (before, after) pair of records differs."""
+    return [c for c in columns if any(getattr(a, c) != getattr(b, c) for a, b in pairs)]
+
+
 def _values(record: object, columns: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in columns}
 
@@ -81,7 +94,7 @@ class _Sessions(SessionRepository):
         await self._w.execute(
             sa.insert(self._t).values(_values(session, _SESSION_COLUMNS)), write=True
         )
-        self._w.locked_versions[session.id] = session.version
+        self._w.locked_sessions[session.id] = session
         if session.labels:
             await self._w.execute_many(
                 sa.insert(schema.session_labels),
@@ -107,7 +120,7 @@ class _Sessions(SessionRepository):
         result = await self._w.execute(query)
         found = {row.id: _session(row) for row in result}
         if lock:
-            self._w.locked_versions.update((i, s.version) for i, s in found.items())
+            self._w.locked_sessions.update(found)
         return found
 
     async def update(self, session: SessionRecord) -> SessionRecord:
@@ -126,8 +139,9 @@ class _Sessions(SessionRepository):
                     f"session {session.id!r} changed since it was read (version {session.version})"
                 )
             )
-        self._w.locked_versions[session.id] = session.version + 1
-        return dataclasses.replace(session, version=session.version + 1)
+        updated = dataclasses.replace(session, version=session.version + 1)
+        self._w.locked_sessions[session.id] = updated
+        return updated
 
     async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
         if not sessions:
@@ -135,27 +149,28 @@ class _Sessions(SessionRepository):
             return []
         t = self._t
         ids = [s.id for s in sessions]
-        locked = self._w.locked_versions
+        locked = self._w.locked_sessions
         if any(i not in locked for i in ids):
             result = await self._w.execute(
-                sa.select(t.c.id, t.c.version).where(t.c.id.in_(ids)).with_for_update(),
-                write=True,
+                sa.select(t).where(t.c.id.in_(ids)).with_for_update(), write=True
             )
-            locked.update((row.id, row.version) for row in result)
-        if len(set(ids)) != len(ids) or any(locked.get(s.id) != s.version for s in sessions):
+            locked.update((row.id, _session(row)) for row in result)
+        if len(set(ids)) != len(ids) or any(
+            s.id not in locked or locked[s.id].version != s.version for s in sessions
+        ):
             raise self._w.fail(
                 ConcurrencyConflict("a session changed since it was read (batch update)")
             )
-        rows = []
-        for session in sessions:
-            values = _values(session, _SESSION_COLUMNS)
-            del values["labels"], values["created_at"]
-            values["b_id"] = values.pop("id")
-            values["version"] = session.version + 1
-            rows.append(values)
+        # Rows are locked as they were last read or written here: write what changed only.
+        changed = _changed(_SESSION_UPDATABLE, [(locked[s.id], s) for s in sessions])
+        rows = [
+            {"b_id": s.id, "version": s.version + 1, **{c: getattr(s, c) for c in changed}}
+            for s in sessions
+        ]
         await self._w.execute_many(sa.update(t).where(t.c.id == sa.bindparam("b_id")), rows)
-        locked.update((s.id, s.version + 1) for s in sessions)
-        return [dataclasses.replace(s, version=s.version + 1) for s in sessions]
+        updated = [dataclasses.replace(s, version=s.version + 1) for s in sessions]
+        locked.update((s.id, s) for s in updated)
+        return updated
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
         t = self._t
@@ -213,14 +228,14 @@ class _Messages(MessageRepository):
         await self._w.execute(
             sa.insert(self._t).values(_values(message, _MESSAGE_COLUMNS)), write=True
         )
-        self._w.message_keys[message.message_id] = (message.session_id, message.seq)
+        self._w.known_messages[message.message_id] = message
 
     async def add_many(self, messages: Sequence[MessageRecord]) -> None:
         if messages:
             await self._w.execute_many(
                 sa.insert(self._t), [_values(m, _MESSAGE_COLUMNS) for m in messages]
             )
-            self._w.message_keys.update((m.message_id, (m.session_id, m.seq)) for m in messages)
+            self._w.known_messages.update((m.message_id, m) for m in messages)
         else:
             self._w.check(write=True)
 
@@ -239,7 +254,7 @@ class _Messages(MessageRepository):
             query = query.order_by(t.c.message_id).with_for_update()
         result = await self._w.execute(query)
         found = {row.message_id: self._message(row) for row in result}
-        self._w.message_keys.update((i, (m.session_id, m.seq)) for i, m in found.items())
+        self._w.known_messages.update(found)
         return found
 
     async def by_seq(self, session_id: str, seq: int) -> MessageRecord | None:
@@ -275,28 +290,30 @@ class _Messages(MessageRepository):
             self._w.check(write=True)
             return
         t = self._t
-        known = self._w.message_keys
+        known = self._w.known_messages
         unknown = [m.message_id for m in messages if m.message_id not in known]
         if unknown:
-            result = await self._w.execute(
-                sa.select(t.c.message_id, t.c.session_id, t.c.seq).where(
-                    t.c.message_id.in_(unknown)
-                )
-            )
-            known.update((row.message_id, (row.session_id, row.seq)) for row in result)
-        if any(known.get(m.message_id) != (m.session_id, m.seq) for m in messages):
+            result = await self._w.execute(sa.select(t).where(t.c.message_id.in_(unknown)))
+            known.update((row.message_id, self._message(row)) for row in result)
+        if any(
+            m.message_id not in known
+            or (known[m.message_id].session_id, known[m.message_id].seq) != (m.session_id, m.seq)
+            for m in messages
+        ):
             raise self._w.fail(
                 StoreError("a message to update is missing or would change its session or seq")
             )
-        rows = []
-        for message in messages:
-            values = _values(message, _MESSAGE_COLUMNS)
-            del values["session_id"], values["seq"]
-            values["b_message_id"] = values.pop("message_id")
-            rows.append(values)
-        await self._w.execute_many(
-            sa.update(t).where(t.c.message_id == sa.bindparam("b_message_id")), rows
-        )
+        # Messages are as last read or written here: write what changed only.
+        changed = _changed(_MESSAGE_UPDATABLE, [(known[m.message_id], m) for m in messages])
+        if changed:
+            rows = [
+                {"b_message_id": m.message_id, **{c: getattr(m, c) for c in changed}}
+                for m in messages
+            ]
+            await self._w.execute_many(
+                sa.update(t).where(t.c.message_id == sa.bindparam("b_message_id")), rows
+            )
+        known.update((m.message_id, m) for m in messages)
 
     async def for_session(
         self,

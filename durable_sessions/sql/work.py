@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from durable_sessions.errors import StoreError
+from durable_sessions.records import MessageRecord, SessionRecord
 from durable_sessions.sql.engine import translated_errors
 
 
@@ -18,11 +19,10 @@ class Work:
         self.conn = conn
         self.writable = writable
         self.spoiled: StoreError | None = None
-        self.locked_versions: dict[str, int] = {}
-        """Sessions this transaction holds locked, with the version it last read or wrote."""
-        self.message_keys: dict[str, tuple[str | None, int | None]] = {}
-        """Messages this transaction has read or written, with their (session, seq), which no
-        update changes: updates need not read them again to check."""
+        self.locked_sessions: dict[str, SessionRecord] = {}
+        """Sessions this transaction holds locked, as it last read or wrote them."""
+        self.known_messages: dict[str, MessageRecord] = {}
+        """Messages this transaction has read or written, as they are now in it."""
 
     def check(self, *, write: bool = False) -> None:
         if self.spoiled is not None:

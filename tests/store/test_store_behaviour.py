@@ -563,6 +563,38 @@ async def test_batch_message_inserts_and_updates(store: Store) -> None:
         assert await uow.messages.by_seq(session.id, 4) is None
 
 
+async def test_successive_batch_updates_in_one_transaction_keep_every_change(
+    store: Store,
+) -> None:
+    a, b = await add_session(store), await add_session(store)
+    async with store.transaction() as uow:
+        locked = await uow.sessions.get_many([a.id, b.id], lock=True)
+        first = await uow.sessions.update_many(
+            [dataclasses.replace(locked[a.id], last_sent_seq=1), locked[b.id]]
+        )
+        second = await uow.sessions.update_many(
+            [
+                dataclasses.replace(first[0], instance_state={"n": 1}),
+                dataclasses.replace(first[1], parked_count=5, instance_state={"n": 2}),
+            ]
+        )
+        batch = [make_message(a, seq) for seq in (1, 2)]
+        await uow.messages.add_many(batch)
+        applied = [dataclasses.replace(m, status=MessageStatus.APPLIED) for m in batch]
+        await uow.messages.update_many(applied)
+        retried = [applied[0], dataclasses.replace(applied[1], attempts=2, result=[1, 2])]
+        await uow.messages.update_many(retried)
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get_many([a.id, b.id]) == {a.id: second[0], b.id: second[1]}
+        assert await uow.messages.for_session(a.id) == retried
+    assert (second[0].last_sent_seq, second[0].version) == (1, a.version + 2)
+    with pytest.raises(ConcurrencyConflict):
+        async with store.transaction() as uow:
+            current = (await uow.sessions.get_many([a.id], lock=True))[a.id]
+            await uow.sessions.update_many([current])
+            await uow.sessions.update_many([current])  # the version it had before that update
+
+
 async def test_batch_outbox_and_dead_letter_inserts(store: Store) -> None:
     async with store.transaction() as uow:
         first = await uow.outbox.add(make_entry(0))
