@@ -121,7 +121,9 @@ class Sender:
         self.endpoint = endpoint
         self.plan = plan
         self.slots = asyncio.Semaphore(concurrency)
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(
+            dict.fromkeys(("opened", "reopened", "new", "repeated"), 0)
+        )
 
     async def run(self) -> None:
         """Send every session of the plan."""

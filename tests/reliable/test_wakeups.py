@@ -71,8 +71,9 @@ async def test_a_complete_sequence_whose_source_falls_silent_closes_its_session(
     store: Store, tmp_path: Path
 ) -> None:
     version = RMVersion.WSRM_1_1
+    # Long enough for the pending add_to to be applied before the session's own backstop.
     async with calculator_app(
-        store, MemoryBroker(), tmp_path, inactivity_timeout_s=TIMEOUT_S
+        store, MemoryBroker(), tmp_path, inactivity_timeout_s=3 * TIMEOUT_S
     ) as http:
         identifier = await create(http, version, "urn:uuid:offer-complete")
         await post(http, doc.call(version, identifier, 1, "clear"))
