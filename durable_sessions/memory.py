@@ -388,12 +388,23 @@ class _Sequences(SequenceRepository):
             if s.endpoint == endpoint and s.role is SequenceRole.DESTINATION and s.pending
         )
 
-    async def due(self, role: SequenceRole, now: datetime, limit: int) -> list[SequenceRecord]:
+    async def due(
+        self,
+        role: SequenceRole,
+        now: datetime,
+        limit: int,
+        *,
+        endpoints: Collection[str] | None = None,
+    ) -> list[SequenceRecord]:
         self._w.check()
         found = [
             s
             for s in self._w.tables.sequences.values()
-            if s.role is role and not s.ended and s.wake_at is not None and s.wake_at <= now
+            if s.role is role
+            and not s.ended
+            and s.wake_at is not None
+            and s.wake_at <= now
+            and (endpoints is None or (s.session_id is not None and s.endpoint in endpoints))
         ]
         ordered = sorted(found, key=lambda s: (s.wake_at or now, s.identifier))
         return ordered[: check_limit(limit)]

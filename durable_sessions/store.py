@@ -234,8 +234,19 @@ class SequenceRepository(ABC):
         """How many destination sequences of ``endpoint`` are pending."""
 
     @abstractmethod
-    async def due(self, role: SequenceRole, now: datetime, limit: int) -> list[SequenceRecord]:
-        """Sequences of ``role`` not ended whose ``wake_at`` is at or before ``now``."""
+    async def due(
+        self,
+        role: SequenceRole,
+        now: datetime,
+        limit: int,
+        *,
+        endpoints: Collection[str] | None = None,
+    ) -> list[SequenceRecord]:
+        """Sequences of ``role`` not ended whose ``wake_at`` is at or before ``now``.
+
+        With ``endpoints``, only the sequences of sessions on those endpoints: a host's, not the
+        ones a client keeps in the same table.
+        """
 
 
 class UnitOfWork(ABC):

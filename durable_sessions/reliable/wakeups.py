@@ -54,12 +54,12 @@ class DestinationWakeups:
     async def sweep(self, now: datetime) -> int:
         """Wake every sequence due at ``now``; how many were woken."""
         async with self.store.snapshot() as uow:
-            due = await uow.sequences.due(SequenceRole.DESTINATION, now, WAKE_LIMIT)
+            due = await uow.sequences.due(
+                SequenceRole.DESTINATION, now, WAKE_LIMIT, endpoints=self.endpoints
+            )
         woken = 0
         for record in due:
-            # A client keeps its reply sequences (no session) in the same table.
-            if record.session_id is not None and record.endpoint in self.endpoints:
-                woken += await self.wake(record.identifier, now)
+            woken += await self.wake(record.identifier, now)
         return woken
 
     async def wake(self, identifier: str, now: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -87,7 +88,14 @@ class SqlSequences(SequenceRepository):
         )
         return int((await self._w.execute(query)).scalar_one())
 
-    async def due(self, role: SequenceRole, now: datetime, limit: int) -> list[SequenceRecord]:
+    async def due(
+        self,
+        role: SequenceRole,
+        now: datetime,
+        limit: int,
+        *,
+        endpoints: Collection[str] | None = None,
+    ) -> list[SequenceRecord]:
         t = self._t
         query = (
             sa.select(t)
@@ -95,4 +103,6 @@ class SqlSequences(SequenceRepository):
             .order_by(t.c.wake_at, t.c.identifier)
             .limit(check_limit(limit))
         )
+        if endpoints is not None:
+            query = query.where(t.c.session_id.is_not(None), t.c.endpoint.in_(list(endpoints)))
         return [_sequence(row) for row in await self._w.execute(query)]

@@ -154,6 +154,24 @@ async def test_due_lists_live_sequences_of_a_role_by_wake_time(store: Store) -> 
             await uow.sequences.due(SequenceRole.DESTINATION, now, 0)
 
 
+async def test_due_for_endpoints_lists_only_their_sessions_sequences(store: Store) -> None:
+    here, there = await add_session(store), await add_session(store)
+    hosted = make_sequence(wake_at=T0, session_id=here.id)
+    async with store.transaction() as uow:
+        for sequence in (
+            hosted,
+            make_sequence(wake_at=T0, session_id=there.id, endpoint="other"),
+            make_sequence(wake_at=T0),  # a client's reply sequence: no session
+        ):
+            await uow.sequences.add(sequence)
+    async with store.snapshot() as uow:
+        role = SequenceRole.DESTINATION
+        assert len(await uow.sequences.due(role, T0, 10)) == 3
+        found = await uow.sequences.due(role, T0, 10, endpoints=["calculator"])
+        assert [s.identifier for s in found] == [hosted.identifier]
+        assert await uow.sequences.due(role, T0, 10, endpoints=[]) == []
+
+
 async def test_snapshot_cannot_write_sequences(store: Store) -> None:
     with pytest.raises(StoreError):
         async with store.snapshot() as uow:
