@@ -124,12 +124,20 @@ class AmqpReliableDestination:
         if self._stopped:  # stopped while it was starting to consume
             await consumer.close()
             return
+        # Each envelope is settled on its own: one waiting for its reply holds up no other.
+        settling: set[asyncio.Task[None]] = set()
         try:
             while batch := await consumer.next_batch(self.prefetch, 0.0):
-                readable = await asyncio.gather(*(self._handle(d) for d in batch))
-                await consumer.ack([d for d, ok in zip(batch, readable, strict=True) if ok])
-                await consumer.reject([d for d, ok in zip(batch, readable, strict=True) if not ok])
+                for delivery in batch:
+                    task = asyncio.create_task(self._settle(consumer, delivery))
+                    settling.add(task)
+                    task.add_done_callback(settling.discard)
+        except asyncio.CancelledError:
+            for task in settling:
+                task.cancel()
+            raise
         finally:
+            await asyncio.gather(*settling, return_exceptions=True)
             await consumer.close()
 
     async def stop(self) -> None:
@@ -137,6 +145,19 @@ class AmqpReliableDestination:
         self._stopped = True
         if self._consumer is not None:
             await self._consumer.close()
+
+    async def _settle(self, consumer: Consumer, delivery: Delivery) -> None:
+        """Handle one envelope, then acknowledge it, or dead-letter it if it is unreadable.
+
+        The broker's prefetch bounds how many are settled at once. An envelope lost to an
+        unexpected error is only one the source sends again.
+        """
+        try:
+            readable = await self._handle(delivery)
+        except Exception:
+            log.exception("dead-lettered a WS-RM envelope that could not be handled")
+            readable = False
+        await (consumer.ack if readable else consumer.reject)([delivery])
 
     async def _handle(self, delivery: Delivery) -> bool:
         try:

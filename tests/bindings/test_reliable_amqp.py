@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import time
+from typing import Any, Protocol
 
 import pytest
+from pydantic import BaseModel
 
+from durable_sessions import SessionMode, contract, operation, service
 from durable_sessions.examples.calculator import Calculator, CalculatorService
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.memory import MemoryStore
@@ -85,3 +88,65 @@ async def test_a_destination_stopped_as_it_starts_ends(stack: Stack) -> None:
     await destination.stop()  # before the task has started to consume
     async with asyncio.timeout(10):
         await serving
+
+
+@contract(session_mode=SessionMode.REQUIRED)
+class Sleeper(Protocol):
+    """A two-way call whose reply takes as long as it is asked to."""
+
+    @operation
+    async def begin(self) -> None: ...
+
+    @operation(initiating=False)
+    async def nap(self, seconds: float) -> float: ...
+
+
+@service(Sleeper)
+class SleeperService(BaseModel):
+    async def begin(self) -> None:
+        pass
+
+    async def nap(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+# The worker applies the nap inside its transaction: on the memory twin that is the store's only
+# writer, so the other sequence would wait for the store, not for the destination.
+@pytest.mark.parametrize(
+    "stack",
+    [pytest.param("postgres", marks=[pytest.mark.rabbitmq, pytest.mark.postgres])],
+    indirect=True,
+)
+async def test_a_call_waiting_for_its_reply_holds_up_no_other_sequence(stack: Stack) -> None:
+    endpoint = stack.endpoint(SleeperService)
+    runtime = await stack.runtime([(endpoint, SleeperService)])
+    destination = AmqpReliableDestination(
+        stack.store, runtime.transport, endpoint, relay=runtime.relay
+    )
+    serving = asyncio.create_task(destination.run())
+    transport = await stack.connect()
+    stack.exits.push_async_callback(transport.close)
+    client = RecordingClient(
+        destination.address,
+        Sleeper,
+        transport=transport,
+        store=MemoryStore(),
+        settings=ReliableSessionSettings(initial_retry_interval=0.2),
+        send_timeout_s=20,
+    )
+    try:
+        async with client, client.session() as slow:
+            await slow.begin()
+            napping = asyncio.create_task(slow.nap(3.0))
+            await asyncio.sleep(0.5)  # the nap's envelope now waits for its reply
+            started = time.monotonic()
+            async with client.session() as quick:
+                await quick.begin()
+            assert time.monotonic() - started < 2.0
+            assert await napping == 3.0
+    finally:
+        await destination.stop()
+        await serving
+        for queue in client.declared:
+            await transport.delete_queue(queue)
