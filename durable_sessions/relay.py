@@ -1,9 +1,9 @@
 """The outbox relay: publishes committed outbox entries, then removes them once confirmed.
 
 Entries this process wrote are claimed in the same transaction (:meth:`OutboxRelay.claim`) and
-handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once: up to
-:data:`MAX_BATCHES_IN_FLIGHT` batches await their confirms at a time, and confirmed entries are
-removed by a task of their own, several batches at a time. Every
+handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Confirmed
+entries are removed by a task of their own, several publishes at a time, while the next ones are
+published. Every
 ``poll_interval_s`` the relay also claims entries nobody holds — written by a process without a
 relay, or left behind by one that crashed once its lease ran out — so nothing stays in the
 outbox. Any number of relays may run: claims keep them apart, and a message published twice is
@@ -29,8 +29,6 @@ from durable_sessions.transport import Transport
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
-MAX_BATCHES_IN_FLIGHT = 4
-"""Batches published and awaiting their confirms at once."""
 
 
 class OutboxRelay:
@@ -58,7 +56,6 @@ class OutboxRelay:
         self._pending: list[OutboxRecord] = []
         self._published: list[int] = []
         self._removing: asyncio.Task[None] | None = None
-        self._publishing: set[asyncio.Task[bool]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._idle = asyncio.Event()
@@ -80,9 +77,8 @@ class OutboxRelay:
         try:
             await self._run()
         except asyncio.CancelledError:
-            for task in (*self._publishing, self._removing):
-                if task is not None:
-                    task.cancel()
+            if self._removing is not None:
+                self._removing.cancel()
             raise
 
     async def _run(self) -> None:
@@ -90,36 +86,23 @@ class OutboxRelay:
         next_poll = loop.time()
         backoff = 0.0
         while not self._stopping:
-            self._wake.clear()
-            while self._pending and len(self._publishing) < MAX_BATCHES_IN_FLIGHT:
-                self._publishing.add(asyncio.create_task(self._publish_pending()))
-            ok = True
-            if loop.time() >= next_poll:
-                ok = await self._poll()
-                next_poll = loop.time() + self.poll_interval_s
-            if not self._pending and not self._publishing:
-                await self._removed()
-                if not self._pending:
-                    self._idle.set()
-            ok = await self._wait(max(0.0, next_poll - loop.time())) and ok
-            backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
             if backoff:
                 await asyncio.sleep(backoff)
-        await asyncio.gather(*self._publishing, return_exceptions=True)
+            ok = True
+            if self._pending:
+                ok = await self._publish_pending()
+            if ok and loop.time() >= next_poll:
+                ok = await self._poll()
+                next_poll = loop.time() + self.poll_interval_s
+            backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
+            if not self._pending:
+                await self._removed()
+                self._idle.set()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                        await self._wake.wait()
         await self._removed()
-
-    async def _wait(self, timeout_s: float) -> bool:
-        """Wait for a submission, a batch's confirms or the timeout; False if a batch failed."""
-        woken = asyncio.create_task(self._wake.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {woken, *self._publishing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            woken.cancel()
-        finished = done & self._publishing
-        self._publishing -= finished
-        return all(task.result() for task in finished)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until everything submitted so far is published (or give up after a while)."""
