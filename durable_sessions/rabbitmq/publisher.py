@@ -1,29 +1,37 @@
-"""Publishing with confirms: a whole batch in flight at once, one answer per message.
+"""Publishing with confirms: a whole batch written at once, one answer per message.
 
 Each message is persistent and ``mandatory``. The broker answers every publish with an ack or
 a nack, and first sends back (``basic.return``) a message no queue took; aiormq then resolves
-the publish with the returned message, so only a plain ack counts as confirmed. Throughput
-comes from the in-flight window: every message of a batch is written before any confirm is
-awaited.
+the publish with the returned message, so only a plain ack counts as confirmed.
+
+Throughput comes from the in-flight window and from writing it in one go: the frames of every
+message of a batch are marshalled into one buffer and handed to the connection's writer at
+once, with one confirmation per delivery tag registered on the aiormq channel exactly as its
+``basic_publish`` registers it. One buffer is one socket write, where a ``basic_publish`` per
+message costs a write, a lock, a drain and a task each (about four times the CPU).
 
 A publish to a missing exchange makes the broker close the channel, and aiormq would go on
 writing the rest of the batch to the closed channel, which makes the broker close the whole
 connection (504 CHANNEL_ERROR). So exchanges are checked once, on a channel of their own,
 before anything is published to them; messages to a missing exchange are not confirmed. (An
-exchange deleted after its check still costs the connection once; it is checked again after.)
+exchange deleted after its check still costs the channel, once; it is checked again after.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import HeadersType
+from aiormq.abc import ChannelFrame
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 
 from durable_sessions.errors import BrokerUnavailable
 from durable_sessions.rabbitmq.connection import broker_errors, describe, is_open
@@ -93,76 +101,125 @@ class Publisher:
         with broker_errors("publish", self._url):
             missing = await self._missing_exchanges({m.exchange for m in messages})
             channel = await self._open_channel()
-        outcomes = await asyncio.gather(
-            *(self._publish_one(channel, m, m.exchange not in missing) for m in messages),
-            return_exceptions=True,
-        )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if not failures:
-            return [o is True for o in outcomes]
-        if (
-            self._losses != losses
-            or not is_open(self._connection)
-            or any(isinstance(f, ConnectionError) for f in failures)
-        ):
-            raise self._unavailable(failures[0]) from failures[0]
-        for failure in failures:
-            if not isinstance(failure, _CHANNEL_GONE):
-                raise failure
-        # The channel closed before these were written (after an error of another message of
-        # the batch): not confirmed, and the next batch gets a new channel.
-        return [o is True for o in outcomes]
+        confirmed = [False] * len(messages)
+        waiting = [
+            (index, m.message_id or uuid.uuid4().hex, m)
+            for index, m in enumerate(messages)
+            if m.exchange not in missing
+        ]
+        lost: BaseException | None = None
+        while waiting and lost is None:
+            batch, waiting = self._next_round(waiting)
+            if not batch:
+                await self._in_flight[waiting[0][1]].wait()
+                continue
+            outcomes = await self._publish_round(channel, batch)
+            for (index, _, _), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    lost = outcome
+                else:
+                    confirmed[index] = outcome
+        if lost is not None or self._losses != losses or not is_open(self._connection):
+            error = lost or ConnectionError("connection closed")
+            raise self._unavailable(error) from lost
+        return confirmed
 
-    async def _publish_one(
-        self, channel: aiormq.abc.AbstractChannel, record: OutboxRecord, routable: bool
-    ) -> bool:
-        if not routable:
-            return False
-        message_id = record.message_id or uuid.uuid4().hex
-        headers: HeadersType = dict(record.headers)
-        properties = aiormq.spec.Basic.Properties(
-            content_type=str(headers.get(CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE)),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
-            message_id=message_id,
-            headers=headers,
-        )
-        async with self._exclusive(message_id):
-            if channel.is_closed:
-                raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
-            try:
-                result = await channel.basic_publish(
-                    record.body,
-                    exchange=record.exchange,
-                    routing_key=record.routing_key,
-                    properties=properties,
-                    mandatory=True,
-                    timeout=self.confirm_timeout,
-                )
-            except ConnectionError:
-                raise
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                self._exchanges.discard(record.exchange)  # deleted since it was checked
-                return False
-            except (aiormq.exceptions.AMQPError, TimeoutError):
-                return False  # a nack, a timeout, or the channel closed by another's error
-        return isinstance(result, aiormq.spec.Basic.Ack)
-
-    @contextlib.asynccontextmanager
-    async def _exclusive(self, message_id: str) -> AsyncIterator[None]:
-        """Keep one publish per message id in flight.
+    def _next_round(self, waiting: _Waiting) -> tuple[_Waiting, _Waiting]:
+        """The messages to publish now, and those to publish after them.
 
         aiormq finds the publish a ``basic.return`` belongs to by the message id; with two
         publishes of one id in flight, the return of one would resolve the other, and the
-        unroutable one would be reported confirmed.
+        unroutable one would be reported confirmed. So an id goes out once per round, and not
+        while another publish of it (by another caller) awaits its confirm.
         """
-        while (busy := self._in_flight.get(message_id)) is not None:
-            await busy.wait()
-        done = self._in_flight[message_id] = asyncio.Event()
+        now: _Waiting = []
+        later: _Waiting = []
+        taken: set[str] = set()
+        for item in waiting:
+            message_id = item[1]
+            if message_id in taken or message_id in self._in_flight:
+                later.append(item)
+            else:
+                taken.add(message_id)
+                now.append(item)
+        return now, later
+
+    async def _publish_round(
+        self, channel: aiormq.Channel, batch: _Waiting
+    ) -> list[bool | ConnectionError]:
+        """Write the batch in one buffer and wait for its confirms.
+
+        Per message: whether it was confirmed, or the error that says the connection is lost.
+        """
+        done = asyncio.Event()
+        for _, message_id, _ in batch:
+            self._in_flight[message_id] = done
         try:
-            yield
+            try:
+                confirmations = await self._write(channel, batch)
+            except aiormq.exceptions.ChannelInvalidStateError:
+                return [False] * len(batch)  # closed before anything was written
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.confirm_timeout):
+                    await asyncio.wait(confirmations)
+            return [
+                self._outcome(c, record)
+                for c, (_, _, record) in zip(confirmations, batch, strict=True)
+            ]
         finally:
-            del self._in_flight[message_id]
+            for _, message_id, _ in batch:
+                del self._in_flight[message_id]
             done.set()
+
+    @staticmethod
+    async def _write(channel: aiormq.Channel, batch: _Waiting) -> list[asyncio.Future[Any]]:
+        """Register a confirmation per delivery tag, as ``basic_publish`` does, then write."""
+        frames: list[Any] = []
+        confirmations: list[asyncio.Future[Any]] = []
+        async with channel.lock:
+            first_tag = channel.delivery_tag + 1
+            for _, message_id, record in batch:
+                channel.delivery_tag += 1
+                tag = channel.delivery_tag
+                confirmation = channel.create_future()
+                channel.confirmations[tag] = confirmation
+                channel.message_id_delivery_tag[message_id] = tag
+                confirmation.add_done_callback(functools.partial(_forget, channel, message_id, tag))
+                confirmations.append(confirmation)
+                frames += _frames(record, message_id, channel.max_content_size)
+            try:
+                await channel.write_queue.put(
+                    ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+                )
+            except BaseException:
+                # Nothing reached the writer: give the delivery tags back, as basic_publish does.
+                channel.delivery_tag = first_tag - 1
+                for tag in range(first_tag, first_tag + len(batch)):
+                    channel.confirmations.pop(tag, None)
+                for confirmation in confirmations:
+                    confirmation.cancel()
+                raise
+        return confirmations
+
+    def _outcome(
+        self, confirmation: asyncio.Future[Any], record: OutboxRecord
+    ) -> bool | ConnectionError:
+        if not confirmation.done():
+            confirmation.cancel()  # too late: its confirm is ignored when it comes
+            return False
+        if confirmation.cancelled():
+            return False
+        error = confirmation.exception()
+        if error is None:
+            return isinstance(confirmation.result(), aiormq.spec.Basic.Ack)
+        if isinstance(error, ConnectionError):
+            return error
+        if isinstance(error, aiormq.exceptions.ChannelNotFoundEntity):
+            self._exchanges.discard(record.exchange)  # deleted since it was checked
+            return False
+        if isinstance(error, (aiormq.exceptions.AMQPError, *_CHANNEL_GONE)):
+            return False  # a nack, or the channel closed by another message's error
+        raise error
 
     async def _missing_exchanges(self, names: set[str]) -> set[str]:
         missing: set[str] = set()
@@ -181,17 +238,52 @@ class Publisher:
                     await probe.close()
         return missing
 
-    async def _open_channel(self) -> aiormq.abc.AbstractChannel:
+    async def _open_channel(self) -> aiormq.Channel:
         async with self._channel_lock:
             if self._channel is None or self._channel.is_closed:
                 await self._drop_channel()
                 channel = aio_pika.Channel(self._connection, publisher_confirms=True)
                 await channel.initialize(timeout=self.confirm_timeout)
                 self._channel = channel
-            return await self._channel.get_underlay_channel()
+            underlay = await self._channel.get_underlay_channel()
+        if not isinstance(underlay, aiormq.Channel):
+            raise TypeError(f"publishing needs an aiormq channel, not {underlay!r}")
+        return underlay
 
     async def _drop_channel(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
             with contextlib.suppress(*_DRIVER_ERRORS):
                 await channel.close()
+
+
+_Waiting = list[tuple[int, str, OutboxRecord]]
+"""Messages of a publish still to go out: position in the batch, message id, record."""
+
+
+def _frames(record: OutboxRecord, message_id: str, max_content_size: int) -> list[Any]:
+    """The method, header and body frames that publish ``record``."""
+    headers: HeadersType = dict(record.headers)
+    properties = aiormq.spec.Basic.Properties(
+        content_type=str(headers.get(CONTENT_TYPE_HEADER, DEFAULT_CONTENT_TYPE)),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
+        message_id=message_id,
+        headers=headers,
+    )
+    body = record.body
+    return [
+        aiormq.spec.Basic.Publish(
+            exchange=record.exchange, routing_key=record.routing_key, mandatory=True
+        ),
+        ContentHeader(properties=properties, body_size=len(body)),
+        *(
+            ContentBody(body[start : start + max_content_size])
+            for start in range(0, len(body), max_content_size)
+        ),
+    ]
+
+
+def _forget(channel: aiormq.Channel, message_id: str, tag: int, _: asyncio.Future[Any]) -> None:
+    """Drop the message id's entry once its publish is answered (unless reused since)."""
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        del channel.message_id_delivery_tag[message_id]
