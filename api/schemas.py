@@ -95,6 +95,7 @@ class SessionOut(BaseModel):
     created_at: datetime
     updated_at: datetime | None
     last_activity_at: datetime | None
+    last_sent_at: datetime | None
     ended_at: datetime | None
     expires_at: datetime | None
     inactivity_timeout_s: float
@@ -117,8 +118,9 @@ class SessionOut(BaseModel):
             endpoint=s.endpoint,
             labels=dict(s.labels),
             created_at=s.created_at,
-            updated_at=s.updated_at,
-            last_activity_at=s.last_activity_at,
+            updated_at=s.last_changed_at,
+            last_activity_at=s.last_active_at,
+            last_sent_at=s.last_sent_at,
             ended_at=s.ended_at,
             expires_at=s.expires_at,
             inactivity_timeout_s=s.inactivity_timeout_s,

@@ -38,7 +38,7 @@ from durable_sessions.records import (
 )
 from durable_sessions.sending import Claim, outbox_entry
 from durable_sessions.services import Concurrency, Instancing, ServiceSpec
-from durable_sessions.store import UnitOfWork
+from durable_sessions.store import SessionLock, UnitOfWork
 from durable_sessions.topology import POISON_KEY
 from durable_sessions.transport import Delivery
 from durable_sessions.wire import WireMessage
@@ -126,7 +126,7 @@ class Applier:
                 by_session.setdefault(item.wire.session_id, []).append(item)
         # Messages are read once their sessions are locked: read before, a row could be stale
         # by the time the lock is held, changed by the batch that held it (parked, applied).
-        sessions = await uow.sessions.get_many(by_session, lock=True)
+        sessions = await uow.sessions.get_many(by_session, lock=SessionLock.STATE)
         rows = await uow.messages.get_many([i.wire.message_id for i in items if i.wire.session_id])
         # A datagram has no session row to serialise its appliers: its own row is locked, so
         # a copy delivered to another worker at the same time waits, then finds it settled.

@@ -31,7 +31,7 @@ from durable_sessions.records import (
     dead_letter_of,
 )
 from durable_sessions.sending import Claim, Sent, outbox_entry, send, send_datagram
-from durable_sessions.store import UnitOfWork
+from durable_sessions.store import SessionLock, UnitOfWork
 
 _UNSETTLED = (MessageStatus.PENDING, MessageStatus.PARKED, MessageStatus.FAILED)
 
@@ -46,7 +46,8 @@ class ResumeAction(StrEnum):
 
 
 async def _locked(uow: UnitOfWork, session_id: str) -> SessionRecord:
-    session = await uow.sessions.get(session_id, lock=True)
+    """The session with both parts locked: a state change here may stop its senders."""
+    session = await uow.sessions.get(session_id, lock=SessionLock.BOTH)
     if session is None:
         raise SessionNotFound(session_id)
     return session
@@ -209,7 +210,7 @@ async def replay_dead_letter(
             + ("it was never a valid call" if endpoint else f"unknown endpoint {letter.endpoint!r}")
         )
     if letter.session_id is not None:
-        session = await uow.sessions.get(letter.session_id, lock=True)
+        session = await uow.sessions.get(letter.session_id, lock=SessionLock.SENDS)
         if session is None:
             raise SessionNotFound(letter.session_id)
         if session.state is not SessionState.OPEN:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from durable_sessions.errors import ConcurrencyConflict, StoreError, UniquenessViolation
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.records import (
+    SESSION_SEND_FIELDS,
+    SESSION_STATE_FIELDS,
     DeadLetterRecord,
     MessageRecord,
     MessageStatus,
@@ -32,6 +34,7 @@ from durable_sessions.store import (
     OutboxRepository,
     OutboxStats,
     SequenceRepository,
+    SessionLock,
     SessionQuery,
     SessionRepository,
     Store,
@@ -61,6 +64,8 @@ class _Work:
         self.writable = writable
         self.spoiled: StoreError | None = None
         self._copied: set[str] = set()
+        self.sends_locked: set[str] = set()
+        """Sessions whose send side this transaction has locked."""
 
     def check(self) -> None:
         if self.spoiled is not None:
@@ -90,43 +95,62 @@ def _page(items: list[R], key: Callable[[R], str], after: str | None, limit: int
     return ordered[: check_limit(limit)]
 
 
+def _sends(session: SessionRecord) -> tuple[object, ...]:
+    return tuple(getattr(session, name) for name in SESSION_SEND_FIELDS)
+
+
+def _state(session: SessionRecord) -> tuple[object, ...]:
+    return tuple(getattr(session, name) for name in SESSION_STATE_FIELDS)
+
+
 class _Sessions(SessionRepository):
     def __init__(self, work: _Work) -> None:
         self._w = work
 
-    async def add(self, session: SessionRecord) -> None:
+    async def add_many(self, sessions: Sequence[SessionRecord]) -> None:
         table = self._w.table("sessions")
-        if session.id in table:
-            raise self._w.fail(UniquenessViolation(f"session {session.id!r} already exists"))
-        table[session.id] = session
-
-    async def get(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
-        self._w.check()
-        return self._w.tables.sessions.get(session_id)
+        for session in sessions:
+            if session.id in table:
+                raise self._w.fail(UniquenessViolation(f"session {session.id!r} already exists"))
+            table[session.id] = session
+            self._w.sends_locked.add(session.id)
 
     async def get_many(
-        self, session_ids: Collection[str], *, lock: bool = False
+        self, session_ids: Collection[str], *, lock: SessionLock | None = None
     ) -> dict[str, SessionRecord]:
         self._w.check()
         found = self._w.tables.sessions
-        return {sid: found[sid] for sid in sorted(set(session_ids)) if sid in found}
+        sessions = {sid: found[sid] for sid in sorted(set(session_ids)) if sid in found}
+        if lock is SessionLock.SENDS or lock is SessionLock.BOTH:
+            self._w.sends_locked.update(sessions)
+        return sessions
 
     async def update(self, session: SessionRecord) -> SessionRecord:
         table = self._w.table("sessions")
         stored = table.get(session.id)
-        if stored is None or stored.version != session.version:
-            raise self._w.fail(
-                ConcurrencyConflict(
-                    f"session {session.id!r} changed since it was read "
-                    f"(version {session.version}, stored "
-                    f"{'none' if stored is None else stored.version})"
+        if stored is None:
+            raise self._w.fail(ConcurrencyConflict(f"no session {session.id!r} to update"))
+        updated = session
+        if _state(stored) != _state(session):
+            if stored.version != session.version:
+                raise self._w.fail(
+                    ConcurrencyConflict(
+                        f"session {session.id!r} changed since it was read "
+                        f"(version {session.version}, stored {stored.version})"
+                    )
                 )
+            updated = dataclasses.replace(session, version=session.version + 1)
+        if _sends(stored) != _sends(session) and session.id not in self._w.sends_locked:
+            raise self._w.fail(
+                StoreError("a session's send side can change only under its send lock")
             )
-        updated = dataclasses.replace(session, version=session.version + 1)
         table[session.id] = updated
         return updated
 
     async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
+        ids = [s.id for s in sessions]
+        if len(set(ids)) != len(ids):
+            raise self._w.fail(ConcurrencyConflict("a session appears twice in one batch update"))
         return [await self.update(session) for session in sessions]
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
@@ -147,16 +171,17 @@ class _Sessions(SessionRepository):
             for s in self._w.tables.sessions.values()
             if s.expires_at is not None and s.expires_at <= now
         ]
-        return sorted(due, key=lambda s: (s.expires_at or now, s.id))[: check_limit(limit)]
+        # In the order of the state's deadline, as the SQL store's index gives them.
+        return sorted(due, key=lambda s: (s.state_expires_at or now, s.id))[: check_limit(limit)]
 
-    async def stalled(self, now: datetime, limit: int) -> list[SessionRecord]:
+    async def stall_checks_due(self, now: datetime, limit: int) -> list[SessionRecord]:
         self._w.check()
         due = [
             s
             for s in self._w.tables.sessions.values()
-            if s.stalled_at is not None and s.stalled_at <= now
+            if s.stall_check_at is not None and s.stall_check_at <= now
         ]
-        return sorted(due, key=lambda s: (s.stalled_at or now, s.id))[: check_limit(limit)]
+        return sorted(due, key=lambda s: (s.stall_check_at or now, s.id))[: check_limit(limit)]
 
     async def count_by_state(self) -> dict[SessionState, int]:
         self._w.check()

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -113,9 +113,24 @@ class DeadLetterReason(StrEnum):
     """It could not be decoded or addressed (malformed body, unknown session or operation)."""
 
 
+SESSION_SEND_FIELDS = ("last_sent_seq", "terminating_seq", "last_sent_at", "stall_check_at")
+"""The fields of a session's send side, which senders lock and write apart from the rest."""
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """One durable session: identity, state, watermarks, counters and instance state."""
+    """One durable session: identity, state, watermarks, counters and instance state.
+
+    A session is kept in two parts that are locked apart, so that sending to a session never
+    waits for an applier of it, nor the reverse: its *send side* (:data:`SESSION_SEND_FIELDS`),
+    written by every send, and its *state*, everything else, written by appliers and by state
+    changes. ``version`` counts the writes of the state.
+    """
 
     id: str
     contract: str
@@ -133,43 +148,83 @@ class SessionRecord:
     inactivity_timeout_s: float = 600.0
     ttl_s: float | None = None
     last_activity_at: datetime | None = None
+    """When the state last changed because of the session's work (an apply, an open)."""
     updated_at: datetime | None = None
     ended_at: datetime | None = None
     close_requested: bool = False
     terminating_seq: int | None = None
     """The seq of the terminating operation once one is sent: later sends are refused."""
+    last_sent_at: datetime | None = None
+    """When the last message was sent to the session."""
     progress_at: datetime | None = None
-    """When the watermark last moved (or the sweeper last looked at a stalled session)."""
+    """When the watermark last moved (or the session was resumed)."""
+    stall_check_at: datetime | None = None
+    """When the sweeper next checks whether the session's unapplied messages have stalled:
+    set by a send when no check is due, moved on or cleared by the check."""
     fault_seq: int | None = None
     fault_reason: str | None = None
     end_reason: str | None = None
     version: int = 1
     expires_at: datetime | None = field(init=False)
-    """When the session expires: after its inactivity timeout (not while faulted: it waits for
-    an operator) or its time to live; None once final. Stored so sweeps use an index."""
-    stalled_at: datetime | None = field(init=False)
-    """When a session with unapplied messages counts as stalled if its watermark has not moved;
-    None when nothing waits. Stored so sweeps use an index."""
+    """When the session expires: after its inactivity timeout, counted from its last activity
+    or send (not while faulted: it waits for an operator), or its time to live; None once
+    final. Stored in two parts so that sweeps use an index and sends do not write the state."""
 
     def __post_init__(self) -> None:
-        deadline = None
-        if not self.state.is_final:
-            if self.state is not SessionState.FAULTED:
-                active = self.last_activity_at or self.created_at
-                deadline = active + timedelta(seconds=self.inactivity_timeout_s)
-            if self.ttl_s is not None:
-                end_of_life = self.created_at + timedelta(seconds=self.ttl_s)
-                deadline = end_of_life if deadline is None else min(deadline, end_of_life)
-        object.__setattr__(self, "expires_at", deadline)
-        stalled = None
-        if self.state.applies_messages and self.last_applied_seq < self.last_sent_seq:
-            stalled = (self.progress_at or self.created_at) + STALL_AFTER
-        object.__setattr__(self, "stalled_at", stalled)
+        by_state, by_sends = self.state_expires_at, self.sends_expire_at
+        if by_state is not None and by_sends is not None:
+            by_state = max(by_state, by_sends)
+        object.__setattr__(self, "expires_at", by_state)
+
+    @property
+    def last_active_at(self) -> datetime | None:
+        """The later of the last activity and the last send."""
+        return _latest(self.last_activity_at, self.last_sent_at)
+
+    @property
+    def last_changed_at(self) -> datetime | None:
+        """The later of the last state change and the last send."""
+        return _latest(self.updated_at, self.last_sent_at)
+
+    @property
+    def state_expires_at(self) -> datetime | None:
+        """When the session would expire by its state alone (stored with the state).
+
+        ``expires_at`` is the later of this and :attr:`sends_expire_at`, or None when this is
+        None: the later of two idle deadlines, each capped by the time to live, is the capped
+        deadline of the later activity.
+        """
+        if self.state.is_final:
+            return None
+        if self.state is SessionState.FAULTED:
+            return self._end_of_life
+        return self._idle_deadline(self.last_activity_at or self.created_at)
+
+    @property
+    def sends_expire_at(self) -> datetime | None:
+        """When the session would expire counting its last send only (stored with the send
+        side, so it does not depend on the state)."""
+        return None if self.last_sent_at is None else self._idle_deadline(self.last_sent_at)
+
+    @property
+    def _end_of_life(self) -> datetime | None:
+        return None if self.ttl_s is None else self.created_at + timedelta(seconds=self.ttl_s)
+
+    def _idle_deadline(self, active: datetime) -> datetime:
+        deadline = active + timedelta(seconds=self.inactivity_timeout_s)
+        end_of_life = self._end_of_life
+        return deadline if end_of_life is None else min(deadline, end_of_life)
 
     @property
     def sent_count(self) -> int:
         """Messages sent to the session (its sequence numbers start at 1)."""
         return self.last_sent_seq
+
+
+SESSION_STATE_FIELDS = tuple(
+    f.name for f in fields(SessionRecord) if f.init and f.name not in SESSION_SEND_FIELDS
+)
+"""The fields of a session's state: all it is given but its send side."""
 
 
 @dataclass(frozen=True, slots=True)

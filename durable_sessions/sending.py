@@ -1,6 +1,7 @@
 """The send path: open a session, send a message, send a datagram — inside one transaction.
 
-A send validates the call, locks the session, allocates its next ``seq``, and writes the message
+A send validates the call, locks the session's send side (not its state: appliers of the
+session go on meanwhile), allocates its next ``seq``, and writes the message
 (the inbox row) and an outbox entry in the caller's unit of work: once that commits, the send is
 durable. A message id given by the caller makes the send idempotent: the same id again returns
 the original message and writes nothing.
@@ -27,8 +28,15 @@ from durable_sessions.errors import (
     TerminatingOperationCalled,
 )
 from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import JSON, MessageRecord, OutboxRecord, SessionRecord, new_id
-from durable_sessions.store import UnitOfWork
+from durable_sessions.records import (
+    JSON,
+    STALL_AFTER,
+    MessageRecord,
+    OutboxRecord,
+    SessionRecord,
+    new_id,
+)
+from durable_sessions.store import SessionLock, UnitOfWork
 from durable_sessions.topology import DATAGRAM_KEY
 from durable_sessions.wire import CONTENT_TYPE, WireMessage
 
@@ -141,8 +149,8 @@ async def send_many(
     """Send several messages in one transaction, each by the rules of the module docstring.
 
     Returns, per request, what was sent or why it was refused; a refusal writes nothing. The
-    sessions involved are locked in id order first (as the workers lock them), then messages,
-    session watermarks and outbox entries are written in batches.
+    send sides of the sessions involved are locked in id order first, then messages, send
+    watermarks and outbox entries are written in batches.
     """
     results: list[Sent | Refusal | None] = [None] * len(requests)
     valid: list[tuple[int, SendRequest, OperationSpec, dict[str, JSON]]] = []
@@ -152,7 +160,9 @@ async def send_many(
         except (MessageRejected, ConfigurationError) as refusal:
             results[index] = refusal
     session_ids = sorted({r.session_id for _, r, _, _ in valid if r.session_id is not None})
-    sessions = await uow.sessions.get_many(session_ids, lock=True) if session_ids else {}
+    sessions = (
+        await uow.sessions.get_many(session_ids, lock=SessionLock.SENDS) if session_ids else {}
+    )
     given = [r.message_id for _, r, _, _ in valid if r.message_id is not None]
     known = await uow.messages.get_many(given) if given else {}
     fresh: list[tuple[int, MessageRecord, OutboxRecord]] = []
@@ -213,13 +223,19 @@ def _prepare(
     if session is not None:
         _check_can_send(session, op, endpoint)
         seq = session.last_sent_seq + 1
+        # The stall clock of a message runs from its send, or from the check already due for
+        # the messages sent before it that still wait.
+        waiting = session.last_applied_seq < session.last_sent_seq
         session = dataclasses.replace(
             session,
             last_sent_seq=seq,
             terminating_seq=seq if op.terminating else None,
-            last_activity_at=now,
-            updated_at=now,
-            progress_at=session.progress_at if session.stalled_at else now,
+            last_sent_at=now,
+            stall_check_at=(
+                session.stall_check_at
+                if waiting and session.stall_check_at is not None
+                else now + STALL_AFTER
+            ),
         )
     message = MessageRecord(
         message_id=request.message_id or new_id(),

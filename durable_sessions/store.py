@@ -5,13 +5,20 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
 :mod:`durable_sessions.sql` for SQLite and PostgreSQL. The rules:
 
 - ``store.transaction()`` yields a :class:`UnitOfWork`; leaving the block commits, an exception
-  rolls everything back. Writers are serialised per session row (``get(..., lock=True)``).
+  rolls everything back.
+- A session's two parts (see :class:`~durable_sessions.records.SessionRecord`) are locked
+  apart, for the rest of the transaction (:class:`SessionLock`): senders lock the send side,
+  appliers the state, and a state change that must stop senders locks both, the send side
+  first. What a lock guards is read after the lock is held, so it is the latest committed.
 - A duplicate unique key (session id, message id, ``(session_id, seq)``, dead-letter id,
   sequence identifier) raises
   :class:`~durable_sessions.errors.UniquenessViolation`.
-- ``sessions.update`` and ``sequences.update`` succeed only if the stored version equals the
-  record's version, and return the record with the next version; otherwise
-  :class:`~durable_sessions.errors.ConcurrencyConflict`.
+- ``sessions.update`` writes what changed. A changed state is written only if the stored
+  version equals the record's version, and the record comes back with the next version
+  (otherwise :class:`~durable_sessions.errors.ConcurrencyConflict`); a changed send side is
+  written only under this transaction's send lock (otherwise
+  :class:`~durable_sessions.errors.StoreError`) and leaves the version as it is.
+  ``sequences.update`` succeeds only if the stored version equals the record's version.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
 """
@@ -23,6 +30,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.records import (
@@ -38,6 +46,17 @@ from durable_sessions.records import (
 
 MAX_PAGE = 1000
 """The largest page any list query returns."""
+
+
+class SessionLock(StrEnum):
+    """Which parts of a session a transaction locks when it reads it."""
+
+    STATE = "state"
+    """The state: what appliers and state changes hold. The send side is read unlocked."""
+    SENDS = "sends"
+    """The send side: what senders hold. The state is read unlocked."""
+    BOTH = "both"
+    """Both, the send side first: what a state change that stops sending holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +91,33 @@ class OutboxStats:
 class SessionRepository(ABC):
     """Sessions, keyed by id."""
 
-    @abstractmethod
     async def add(self, session: SessionRecord) -> None:
         """Insert a new session."""
+        await self.add_many([session])
 
     @abstractmethod
-    async def get(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
-        """The session, or None; ``lock`` holds its row until the transaction ends."""
+    async def add_many(self, sessions: Sequence[SessionRecord]) -> None:
+        """Insert several new sessions."""
+
+    async def get(
+        self, session_id: str, *, lock: SessionLock | None = None
+    ) -> SessionRecord | None:
+        """The session, or None; ``lock`` holds those parts of it until the transaction ends."""
+        found = await self.get_many([session_id], lock=lock)
+        return found.get(session_id)
 
     @abstractmethod
     async def get_many(
-        self, session_ids: Collection[str], *, lock: bool = False
+        self, session_ids: Collection[str], *, lock: SessionLock | None = None
     ) -> dict[str, SessionRecord]:
         """The sessions that exist among ``session_ids``, locked in id order if asked."""
 
     @abstractmethod
     async def update(self, session: SessionRecord) -> SessionRecord:
-        """Write ``session`` if its version is current; return it with the next version."""
+        """Write what changed in ``session`` by the rules of the module docstring.
+
+        Returns the session as stored, with the next version if its state was written.
+        """
 
     @abstractmethod
     async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
@@ -103,8 +132,8 @@ class SessionRepository(ABC):
         """Sessions not in a final state whose ``expires_at`` is at or before ``now``."""
 
     @abstractmethod
-    async def stalled(self, now: datetime, limit: int) -> list[SessionRecord]:
-        """Sessions with unapplied messages whose ``stalled_at`` is at or before ``now``."""
+    async def stall_checks_due(self, now: datetime, limit: int) -> list[SessionRecord]:
+        """Sessions whose ``stall_check_at`` is at or before ``now``, the most overdue first."""
 
     @abstractmethod
     async def count_by_state(self) -> dict[SessionState, int]:
@@ -294,6 +323,7 @@ __all__ = [
     "OutboxRepository",
     "OutboxStats",
     "SequenceRepository",
+    "SessionLock",
     "SessionQuery",
     "SessionRepository",
     "Store",

@@ -10,7 +10,9 @@ the second to get a lock finds nothing left to do.
   the messages they still hold become dead letters.
 - **Retries**: a message whose retry cycle is due is published again.
 - **Repair**: a session with unapplied messages whose watermark has not moved for a minute gets
-  its next message published again, in case the broker lost the delivery.
+  its next message published again, in case the broker lost the delivery. Sends schedule the
+  check (``stall_check_at``, on the send side); the check clears it once nothing waits, or
+  schedules the next one.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from datetime import datetime
 from durable_sessions.control import expire_session
 from durable_sessions.endpoints import Endpoint
 from durable_sessions.errors import StoreError
-from durable_sessions.records import MessageRecord, MessageStatus, OutboxRecord, utcnow
+from durable_sessions.records import (
+    STALL_AFTER,
+    MessageRecord,
+    MessageStatus,
+    OutboxRecord,
+    SessionRecord,
+    utcnow,
+)
 from durable_sessions.relay import OutboxRelay
 from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.sending import Claim, outbox_entry
-from durable_sessions.store import Store
+from durable_sessions.store import SessionLock, Store
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 log = logging.getLogger(__name__)
@@ -95,7 +104,7 @@ class Sweeper:
         async with self.store.snapshot() as uow:
             expiring = [s.id for s in await uow.sessions.expiring(now, SWEEP_LIMIT)]
             due = await uow.messages.retries_due(now, SWEEP_LIMIT)
-            stalled = [s.id for s in await uow.sessions.stalled(now, SWEEP_LIMIT)]
+            stall_checks = [s.id for s in await uow.sessions.stall_checks_due(now, SWEEP_LIMIT)]
         expired = 0
         for session_id in expiring:
             async with self.store.transaction() as tx:
@@ -103,7 +112,7 @@ class Sweeper:
                     expired += 1
                     log.info("session %s expired", session_id)
         retried = sum([await self._retry(message, now) for message in due])
-        repaired = sum([await self._repair(session_id, now) for session_id in stalled])
+        repaired = sum([await self._repair(session_id, now) for session_id in stall_checks])
         return SweepReport(woken, expired, retried, repaired)
 
     async def _retry(self, message: MessageRecord, now: datetime) -> bool:
@@ -112,7 +121,7 @@ class Sweeper:
             return False  # another process serves that endpoint
         async with self.store.transaction() as uow:
             if message.session_id is not None:
-                await uow.sessions.get(message.session_id, lock=True)
+                await uow.sessions.get(message.session_id, lock=SessionLock.STATE)
             current = await uow.messages.get(message.message_id)
             if (
                 current is None
@@ -128,14 +137,20 @@ class Sweeper:
         return True
 
     async def _repair(self, session_id: str, now: datetime) -> bool:
+        """Check a session whose stall check is due; publish its next message if it stalled."""
         async with self.store.transaction() as uow:
-            session = await uow.sessions.get(session_id, lock=True)
-            if session is None or session.stalled_at is None or session.stalled_at > now:
+            session = await uow.sessions.get(session_id, lock=SessionLock.SENDS)
+            if session is None or session.stall_check_at is None or session.stall_check_at > now:
                 return False
             endpoint = self.endpoints.get(session.endpoint)
             if endpoint is None:
+                return False  # another process serves that endpoint
+            next_check = _next_stall_check(session, now)
+            await uow.sessions.update(dataclasses.replace(session, stall_check_at=next_check))
+            if next_check is None or _stalls_at(session) > now:
                 return False
-            await uow.sessions.update(dataclasses.replace(session, progress_at=now))
+            if not session.state.applies_messages:
+                return False  # faulted: an operator resumes it
             following = await uow.messages.by_seq(session.id, session.last_applied_seq + 1)
             if following is None or following.status not in (
                 MessageStatus.PENDING,
@@ -159,3 +174,17 @@ class Sweeper:
     def _hand_over(self, entry: OutboxRecord) -> None:
         if self.relay is not None:
             self.relay.submit([entry])
+
+
+def _stalls_at(session: SessionRecord) -> datetime:
+    """When the session counts as stalled if its watermark does not move before."""
+    return (session.progress_at or session.created_at) + STALL_AFTER
+
+
+def _next_stall_check(session: SessionRecord, now: datetime) -> datetime | None:
+    """When to check ``session`` again: never while nothing waits, else when it would stall,
+    or a minute from now if it has stalled already."""
+    if session.state.is_final or session.last_applied_seq >= session.last_sent_seq:
+        return None
+    stalls_at = _stalls_at(session)
+    return stalls_at if stalls_at > now else now + STALL_AFTER

@@ -1,5 +1,5 @@
-"""The SQL schema: typed SQLAlchemy models of sessions, labels, messages, outbox, dead letters
-and WS-RM sequences.
+"""The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
+messages, outbox, dead letters and WS-RM sequences.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -76,7 +76,11 @@ class Base(DeclarativeBase):
 
 
 class SessionRow(Base):
-    """A durable session."""
+    """A durable session's state: all of it but the send side (see ``SessionSendsRow``).
+
+    ``expires_at`` is the deadline by the state alone; the session expires at the later of it
+    and its send side's.
+    """
 
     __tablename__ = "ds_sessions"
 
@@ -85,7 +89,6 @@ class SessionRow(Base):
     endpoint: Mapped[str] = mapped_column(sa.String(200))
     state: Mapped[SessionState] = mapped_column(_enum(SessionState, "session_state"))
     labels: Mapped[dict[str, Any]]
-    last_sent_seq: Mapped[int] = mapped_column(sa.BigInteger)
     last_applied_seq: Mapped[int] = mapped_column(sa.BigInteger)
     applied_count: Mapped[int] = mapped_column(sa.BigInteger)
     parked_count: Mapped[int] = mapped_column(sa.BigInteger)
@@ -100,9 +103,7 @@ class SessionRow(Base):
     ended_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     close_requested: Mapped[bool] = mapped_column(sa.Boolean)
-    terminating_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
     progress_at: Mapped[datetime | None]
-    stalled_at: Mapped[datetime | None] = mapped_column(index=True)
     fault_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
     fault_reason: Mapped[str | None] = mapped_column(sa.Text)
     end_reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -112,6 +113,24 @@ class SessionRow(Base):
         sa.Index(None, "state", "id"),
         sa.Index(None, "contract", "id"),
     )
+
+
+class SessionSendsRow(Base):
+    """A session's send side, a row of its own so senders and appliers lock different rows.
+
+    ``expires_at`` is the deadline counting the last send only.
+    """
+
+    __tablename__ = "ds_session_sends"
+
+    session_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("ds_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_sent_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    terminating_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
+    last_sent_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    stall_check_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class SessionLabelRow(Base):
@@ -222,6 +241,7 @@ class SequenceRow(Base):
 
 
 sessions = cast(sa.Table, SessionRow.__table__)
+session_sends = cast(sa.Table, SessionSendsRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
 messages = cast(sa.Table, MessageRow.__table__)
 outbox = cast(sa.Table, OutboxRow.__table__)

@@ -2,8 +2,8 @@
 
 Statements are SQLAlchemy Core over the tables of :mod:`durable_sessions.sql.schema`; rows are
 turned into the frozen records of :mod:`durable_sessions.records` and back. Locks are row locks
-(``SELECT ... FOR UPDATE``, taken in id order) on PostgreSQL and the database write lock on
-SQLite.
+(``SELECT ... FOR NO KEY UPDATE``, taken in id order) on PostgreSQL and the database write
+lock on SQLite.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from durable_sessions.errors import ConcurrencyConflict, StoreError
-from durable_sessions.lifecycle import SessionState
+from durable_sessions.errors import StoreError
 from durable_sessions.records import (
     DeadLetterRecord,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
-    SessionRecord,
 )
 from durable_sessions.sql import schema
 from durable_sessions.sql.engine import WRITE_OPTION, create_engine, translated_errors
 from durable_sessions.sql.sequences import SqlSequences
+from durable_sessions.sql.sessions import SqlSessions
 from durable_sessions.sql.work import Work
 from durable_sessions.store import (
     DeadLetterQuery,
@@ -37,8 +36,6 @@ from durable_sessions.store import (
     MessageRepository,
     OutboxRepository,
     OutboxStats,
-    SessionQuery,
-    SessionRepository,
     Store,
     UnitOfWork,
     check_limit,
@@ -51,16 +48,11 @@ def _fields(record_type: type[Any]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(record_type))
 
 
-_SESSION_INIT = tuple(f.name for f in dataclasses.fields(SessionRecord) if f.init)
-_SESSION_COLUMNS = _fields(SessionRecord)
 _MESSAGE_COLUMNS = _fields(MessageRecord)
 _OUTBOX_COLUMNS = _fields(OutboxRecord)
 _DEAD_LETTER_COLUMNS = _fields(DeadLetterRecord)
 
 
-_SESSION_UPDATABLE = tuple(
-    c for c in _SESSION_COLUMNS if c not in ("id", "labels", "created_at", "version")
-)
 _MESSAGE_UPDATABLE = tuple(
     c for c in _MESSAGE_COLUMNS if c not in ("message_id", "session_id", "seq")
 )
@@ -75,148 +67,9 @@ def _values(record: object, columns: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in columns}
 
 
-def _session(row: sa.Row[Any]) -> SessionRecord:
-    m = row._mapping
-    return SessionRecord(**{name: m[name] for name in _SESSION_INIT})
-
-
 def _record(record_type: type[R], columns: Sequence[str], row: sa.Row[Any]) -> R:
     m = row._mapping
     return record_type(**{name: m[name] for name in columns})
-
-
-class _Sessions(SessionRepository):
-    def __init__(self, work: Work) -> None:
-        self._w = work
-        self._t = schema.sessions
-
-    async def add(self, session: SessionRecord) -> None:
-        await self._w.execute(
-            sa.insert(self._t).values(_values(session, _SESSION_COLUMNS)), write=True
-        )
-        self._w.locked_sessions[session.id] = session
-        if session.labels:
-            await self._w.execute_many(
-                sa.insert(schema.session_labels),
-                [
-                    {"session_id": session.id, "key": k, "value": v}
-                    for k, v in session.labels.items()
-                ],
-            )
-
-    async def get(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
-        found = await self.get_many([session_id], lock=lock)
-        return found.get(session_id)
-
-    async def get_many(
-        self, session_ids: Collection[str], *, lock: bool = False
-    ) -> dict[str, SessionRecord]:
-        if not session_ids:
-            self._w.check()
-            return {}
-        query = sa.select(self._t).where(self._t.c.id.in_(sorted(set(session_ids))))
-        if lock:
-            query = query.order_by(self._t.c.id).with_for_update()
-        result = await self._w.execute(query)
-        found = {row.id: _session(row) for row in result}
-        if lock:
-            self._w.locked_sessions.update(found)
-        return found
-
-    async def update(self, session: SessionRecord) -> SessionRecord:
-        values = _values(session, _SESSION_COLUMNS)
-        del values["labels"], values["id"], values["created_at"]
-        values["version"] = session.version + 1
-        result = await self._w.execute(
-            sa.update(self._t)
-            .where(self._t.c.id == session.id, self._t.c.version == session.version)
-            .values(values),
-            write=True,
-        )
-        if result.rowcount != 1:
-            raise self._w.fail(
-                ConcurrencyConflict(
-                    f"session {session.id!r} changed since it was read (version {session.version})"
-                )
-            )
-        updated = dataclasses.replace(session, version=session.version + 1)
-        self._w.locked_sessions[session.id] = updated
-        return updated
-
-    async def update_many(self, sessions: Sequence[SessionRecord]) -> list[SessionRecord]:
-        if not sessions:
-            self._w.check(write=True)
-            return []
-        t = self._t
-        ids = [s.id for s in sessions]
-        locked = self._w.locked_sessions
-        if any(i not in locked for i in ids):
-            result = await self._w.execute(
-                sa.select(t).where(t.c.id.in_(ids)).with_for_update(), write=True
-            )
-            locked.update((row.id, _session(row)) for row in result)
-        if len(set(ids)) != len(ids) or any(
-            s.id not in locked or locked[s.id].version != s.version for s in sessions
-        ):
-            raise self._w.fail(
-                ConcurrencyConflict("a session changed since it was read (batch update)")
-            )
-        # Rows are locked as they were last read or written here: write what changed only.
-        changed = _changed(_SESSION_UPDATABLE, [(locked[s.id], s) for s in sessions])
-        rows = [
-            {"b_id": s.id, "version": s.version + 1, **{c: getattr(s, c) for c in changed}}
-            for s in sessions
-        ]
-        await self._w.execute_many(sa.update(t).where(t.c.id == sa.bindparam("b_id")), rows)
-        updated = [dataclasses.replace(s, version=s.version + 1) for s in sessions]
-        locked.update((s.id, s) for s in updated)
-        return updated
-
-    async def find(self, query: SessionQuery) -> list[SessionRecord]:
-        t = self._t
-        stmt = sa.select(t).order_by(t.c.id).limit(check_limit(query.limit))
-        if query.state is not None:
-            stmt = stmt.where(t.c.state == query.state)
-        if query.contract is not None:
-            stmt = stmt.where(t.c.contract == query.contract)
-        if query.after_id is not None:
-            stmt = stmt.where(t.c.id > query.after_id)
-        labels = schema.session_labels
-        for key, value in query.labels.items():
-            stmt = stmt.where(
-                sa.exists().where(
-                    labels.c.session_id == t.c.id, labels.c.key == key, labels.c.value == value
-                )
-            )
-        result = await self._w.execute(stmt)
-        return [_session(row) for row in result]
-
-    async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
-        t = self._t
-        result = await self._w.execute(
-            sa.select(t)
-            .where(t.c.expires_at <= now)
-            .order_by(t.c.expires_at, t.c.id)
-            .limit(check_limit(limit))
-        )
-        return [_session(row) for row in result]
-
-    async def stalled(self, now: datetime, limit: int) -> list[SessionRecord]:
-        t = self._t
-        result = await self._w.execute(
-            sa.select(t)
-            .where(t.c.stalled_at <= now)
-            .order_by(t.c.stalled_at, t.c.id)
-            .limit(check_limit(limit))
-        )
-        return [_session(row) for row in result]
-
-    async def count_by_state(self) -> dict[SessionState, int]:
-        t = self._t
-        result = await self._w.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
-        counts = dict.fromkeys(SessionState, 0)
-        counts.update((state, count) for state, count in result)
-        return counts
 
 
 class _Messages(MessageRepository):
@@ -459,7 +312,7 @@ class _DeadLetters(DeadLetterRepository):
 class _SqlUnitOfWork(UnitOfWork):
     def __init__(self, work: Work) -> None:
         self.work = work
-        self.sessions = _Sessions(work)
+        self.sessions = SqlSessions(work)
         self.messages = _Messages(work)
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)

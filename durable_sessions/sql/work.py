@@ -19,10 +19,24 @@ class Work:
         self.conn = conn
         self.writable = writable
         self.spoiled: StoreError | None = None
-        self.locked_sessions: dict[str, SessionRecord] = {}
-        """Sessions this transaction holds locked, as it last read or wrote them."""
+        self.sessions: dict[str, SessionRecord] = {}
+        """Sessions this transaction has read or written, as it last read or wrote them."""
+        self.state_locked: set[str] = set()
+        """Sessions whose state this transaction holds locked."""
+        self.sends_locked: set[str] = set()
+        """Sessions whose send side this transaction holds locked."""
         self.known_messages: dict[str, MessageRecord] = {}
         """Messages this transaction has read or written, as they are now in it."""
+
+    def seen(
+        self, session: SessionRecord, *, state_locked: bool = False, sends_locked: bool = False
+    ) -> None:
+        """Remember ``session`` as read or written, and the locks taken on it."""
+        self.sessions[session.id] = session
+        if state_locked:
+            self.state_locked.add(session.id)
+        if sends_locked:
+            self.sends_locked.add(session.id)
 
     def check(self, *, write: bool = False) -> None:
         if self.spoiled is not None:

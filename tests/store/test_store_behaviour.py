@@ -19,7 +19,8 @@ from durable_sessions.records import (
     SessionRecord,
     new_id,
 )
-from durable_sessions.store import DeadLetterQuery, SessionQuery, Store
+from durable_sessions.sql.store import SqlStore
+from durable_sessions.store import DeadLetterQuery, SessionLock, SessionQuery, Store
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -82,6 +83,8 @@ async def test_session_round_trips_every_field(store: Store) -> None:
         ttl_s=3600.0,
         last_activity_at=T0 + timedelta(seconds=5),
         updated_at=T0 + timedelta(seconds=6),
+        last_sent_at=T0 + timedelta(seconds=4),
+        stall_check_at=T0 + timedelta(seconds=64),
         close_requested=True,
         fault_seq=4,
         fault_reason="ZeroDivisionError: float division by zero",
@@ -148,7 +151,7 @@ async def test_an_exception_rolls_everything_back(store: Store) -> None:
 async def test_update_bumps_the_version(store: Store) -> None:
     session = await add_session(store)
     async with store.transaction() as uow:
-        current = await uow.sessions.get(session.id, lock=True)
+        current = await uow.sessions.get(session.id, lock=SessionLock.BOTH)
         assert current is not None
         updated = await uow.sessions.update(
             dataclasses.replace(current, state=SessionState.CLOSING, last_sent_seq=1)
@@ -158,17 +161,43 @@ async def test_update_bumps_the_version(store: Store) -> None:
         assert await uow.sessions.get(session.id) == updated
 
 
+async def test_a_send_side_change_keeps_the_version(store: Store) -> None:
+    session = await add_session(store)
+    async with store.transaction() as uow:
+        current = await uow.sessions.get(session.id, lock=SessionLock.SENDS)
+        assert current is not None
+        sent = dataclasses.replace(current, last_sent_seq=1, last_sent_at=T0, stall_check_at=T0)
+        updated = await uow.sessions.update(sent)
+    assert updated == sent
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(session.id) == sent
+
+
+@pytest.mark.parametrize("lock", [None, SessionLock.STATE])
+async def test_a_send_side_change_needs_the_send_lock(
+    store: Store, lock: SessionLock | None
+) -> None:
+    session = await add_session(store)
+    with pytest.raises(StoreError, match="send lock"):
+        async with store.transaction() as uow:
+            current = await uow.sessions.get(session.id, lock=lock)
+            assert current is not None
+            await uow.sessions.update(dataclasses.replace(current, last_sent_seq=1))
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get(session.id) == session
+
+
 async def test_stale_update_is_a_concurrency_conflict(store: Store) -> None:
     session = await add_session(store)
     async with store.transaction() as uow:
-        await uow.sessions.update(dataclasses.replace(session, last_sent_seq=1))
+        await uow.sessions.update(dataclasses.replace(session, last_applied_seq=1))
     with pytest.raises(ConcurrencyConflict):
         async with store.transaction() as uow:
-            await uow.sessions.update(dataclasses.replace(session, last_sent_seq=2))
+            await uow.sessions.update(dataclasses.replace(session, last_applied_seq=2))
     async with store.snapshot() as uow:
         stored = await uow.sessions.get(session.id)
     assert stored is not None
-    assert (stored.last_sent_seq, stored.version) == (1, session.version + 1)
+    assert (stored.last_applied_seq, stored.version) == (1, session.version + 1)
 
 
 async def test_update_of_a_missing_session_is_a_conflict(store: Store) -> None:
@@ -180,21 +209,98 @@ async def test_update_of_a_missing_session_is_a_conflict(store: Store) -> None:
 async def test_locked_read_modify_write_serialises_concurrent_writers(store: Store) -> None:
     session = await add_session(store)
 
-    async def increment() -> None:
+    async def bump(lock: SessionLock, *names: str) -> None:
         async with store.transaction() as uow:
-            current = await uow.sessions.get(session.id, lock=True)
+            current = await uow.sessions.get(session.id, lock=lock)
             assert current is not None
             await asyncio.sleep(0.02)
-            await uow.sessions.update(
-                dataclasses.replace(current, last_sent_seq=current.last_sent_seq + 1)
-            )
+            changes = {name: (getattr(current, name) or 0) + 1 for name in names}
+            await uow.sessions.update(dataclasses.replace(current, **changes))
 
-    await asyncio.gather(*(increment() for _ in range(5)))
+    jobs = [
+        (SessionLock.STATE, ("last_applied_seq",)),
+        (SessionLock.SENDS, ("last_sent_seq",)),
+        (SessionLock.BOTH, ("parked_count", "terminating_seq")),
+    ]
+    await asyncio.gather(*(bump(lock, *names) for _ in range(4) for lock, names in jobs))
     async with store.snapshot() as uow:
         stored = await uow.sessions.get(session.id)
     assert stored is not None
-    assert stored.last_sent_seq == 5
-    assert stored.version == session.version + 5
+    assert (stored.last_applied_seq, stored.last_sent_seq) == (4, 4)
+    assert (stored.parked_count, stored.terminating_seq) == (4, 4)
+    assert stored.version == session.version + 8
+
+
+@pytest.mark.postgres
+async def test_senders_and_appliers_of_a_session_do_not_wait_for_each_other(
+    postgres_url: str,
+) -> None:
+    """Row locks on PostgreSQL: the state and the send side are locked apart, and a message
+    inserted for the session does not wait for either (its foreign-key check shares them)."""
+    store = SqlStore.from_url(postgres_url)
+    try:
+        session = await add_session(store)
+        applier_holds, sender_done = asyncio.Event(), asyncio.Event()
+
+        async def apply() -> None:
+            async with store.transaction() as uow:
+                current = await uow.sessions.get(session.id, lock=SessionLock.STATE)
+                assert current is not None
+                applier_holds.set()
+                await asyncio.wait_for(sender_done.wait(), 5)
+                await uow.sessions.update(dataclasses.replace(current, last_applied_seq=1))
+
+        async def send() -> None:
+            await applier_holds.wait()
+            async with store.transaction() as uow:
+                current = await uow.sessions.get(session.id, lock=SessionLock.SENDS)
+                assert current is not None
+                await uow.messages.add(make_message(session, 1))
+                await uow.sessions.update(dataclasses.replace(current, last_sent_seq=1))
+            sender_done.set()
+
+        await asyncio.gather(apply(), send())
+        async with store.snapshot() as uow:
+            stored = await uow.sessions.get(session.id)
+        assert stored is not None
+        assert (stored.last_applied_seq, stored.last_sent_seq) == (1, 1)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_change_of_both_parts_waits_for_a_sender_and_reads_what_it_sent(
+    postgres_url: str,
+) -> None:
+    store = SqlStore.from_url(postgres_url)
+    try:
+        session = await add_session(store)
+        sender_holds, release = asyncio.Event(), asyncio.Event()
+
+        async def send() -> None:
+            async with store.transaction() as uow:
+                current = await uow.sessions.get(session.id, lock=SessionLock.SENDS)
+                assert current is not None
+                sender_holds.set()
+                await release.wait()
+                await uow.sessions.update(dataclasses.replace(current, last_sent_seq=1))
+
+        async def close() -> int:
+            await sender_holds.wait()
+            async with store.transaction() as uow:
+                locking = asyncio.ensure_future(uow.sessions.get(session.id, lock=SessionLock.BOTH))
+                await asyncio.sleep(0.2)
+                assert not locking.done()
+                release.set()
+                current = await locking
+                assert current is not None
+                await uow.sessions.update(dataclasses.replace(current, state=SessionState.CLOSING))
+                return current.last_sent_seq
+
+        _, seen = await asyncio.gather(send(), close())
+        assert seen == 1
+    finally:
+        await store.close()
 
 
 async def test_snapshot_is_read_only_and_sees_only_committed_work(store: Store) -> None:
@@ -213,7 +319,7 @@ async def test_snapshot_is_read_only_and_sees_only_committed_work(store: Store) 
 async def test_get_many_returns_only_existing_sessions(store: Store) -> None:
     a, b = await add_session(store), await add_session(store)
     async with store.transaction() as uow:
-        found = await uow.sessions.get_many([b.id, "missing", a.id], lock=True)
+        found = await uow.sessions.get_many([b.id, "missing", a.id], lock=SessionLock.STATE)
     assert found == {a.id: a, b.id: b}
 
 
@@ -266,18 +372,34 @@ async def test_expiring_lists_live_sessions_past_their_deadline(store: Store) ->
     assert SessionState.CLOSED not in {s.state for s in later}
 
 
-async def test_stalled_lists_sessions_with_work_and_no_progress(store: Store) -> None:
-    waiting = await add_session(store, last_sent_seq=3, last_applied_seq=1)
-    progressing = await add_session(
-        store, last_sent_seq=3, last_applied_seq=1, progress_at=T0 + timedelta(seconds=100)
+async def test_a_recent_send_keeps_a_session_from_expiring(store: Store) -> None:
+    sent_to = await add_session(
+        store, inactivity_timeout_s=10.0, last_sent_at=T0 + timedelta(seconds=25)
     )
-    await add_session(store, last_sent_seq=2, last_applied_seq=2)
-    await add_session(store, last_sent_seq=2, state=SessionState.FAULTED)
+    capped = await add_session(
+        store, inactivity_timeout_s=10.0, ttl_s=30.0, last_sent_at=T0 + timedelta(seconds=25)
+    )
+    await add_session(store, state=SessionState.CLOSED, last_sent_at=T0 + timedelta(seconds=1))
+    assert sent_to.expires_at == T0 + timedelta(seconds=35)
+    assert capped.expires_at == T0 + timedelta(seconds=30)
     async with store.snapshot() as uow:
-        due = await uow.sessions.stalled(T0 + timedelta(seconds=90), limit=10)
-        later = await uow.sessions.stalled(T0 + timedelta(seconds=600), limit=10)
-    assert [s.id for s in due] == [waiting.id]
-    assert [s.id for s in later] == [waiting.id, progressing.id]
+        at_20 = await uow.sessions.expiring(T0 + timedelta(seconds=20), limit=10)
+        at_32 = await uow.sessions.expiring(T0 + timedelta(seconds=32), limit=10)
+        at_40 = await uow.sessions.expiring(T0 + timedelta(seconds=40), limit=10)
+    assert at_20 == []
+    assert [s.id for s in at_32] == [capped.id]
+    assert {s.id for s in at_40} == {capped.id, sent_to.id}
+
+
+async def test_stall_checks_due_lists_the_most_overdue_first(store: Store) -> None:
+    later = await add_session(store, stall_check_at=T0 + timedelta(seconds=100))
+    first = await add_session(store, stall_check_at=T0 + timedelta(seconds=60))
+    await add_session(store, stall_check_at=None, last_sent_seq=3)
+    async with store.snapshot() as uow:
+        due = await uow.sessions.stall_checks_due(T0 + timedelta(seconds=90), limit=10)
+        all_due = await uow.sessions.stall_checks_due(T0 + timedelta(seconds=600), limit=10)
+    assert [s.id for s in due] == [first.id]
+    assert [s.id for s in all_due] == [first.id, later.id]
 
 
 async def test_count_by_state(store: Store) -> None:
@@ -520,15 +642,18 @@ async def test_batch_session_updates_check_every_version(store: Store) -> None:
     a, b = await add_session(store), await add_session(store)
     async with store.transaction() as uow:
         updated = await uow.sessions.update_many(
-            [dataclasses.replace(a, last_sent_seq=1), dataclasses.replace(b, last_sent_seq=2)]
+            [
+                dataclasses.replace(a, last_applied_seq=1),
+                dataclasses.replace(b, last_applied_seq=2),
+            ]
         )
-    assert [(s.id, s.version, s.last_sent_seq) for s in updated] == [
+    assert [(s.id, s.version, s.last_applied_seq) for s in updated] == [
         (a.id, a.version + 1, 1),
         (b.id, b.version + 1, 2),
     ]
     with pytest.raises(ConcurrencyConflict):
         async with store.transaction() as uow:
-            await uow.sessions.update_many([updated[0], dataclasses.replace(b, last_sent_seq=9)])
+            await uow.sessions.update_many([updated[0], dataclasses.replace(b, last_applied_seq=9)])
     with pytest.raises(ConcurrencyConflict):
         async with store.transaction() as uow:
             await uow.sessions.update_many([updated[0], updated[0]])
@@ -568,9 +693,9 @@ async def test_successive_batch_updates_in_one_transaction_keep_every_change(
 ) -> None:
     a, b = await add_session(store), await add_session(store)
     async with store.transaction() as uow:
-        locked = await uow.sessions.get_many([a.id, b.id], lock=True)
+        locked = await uow.sessions.get_many([a.id, b.id], lock=SessionLock.BOTH)
         first = await uow.sessions.update_many(
-            [dataclasses.replace(locked[a.id], last_sent_seq=1), locked[b.id]]
+            [dataclasses.replace(locked[a.id], last_applied_seq=1, last_sent_seq=1), locked[b.id]]
         )
         second = await uow.sessions.update_many(
             [
@@ -588,11 +713,13 @@ async def test_successive_batch_updates_in_one_transaction_keep_every_change(
         assert await uow.sessions.get_many([a.id, b.id]) == {a.id: second[0], b.id: second[1]}
         assert await uow.messages.for_session(a.id) == retried
     assert (second[0].last_sent_seq, second[0].version) == (1, a.version + 2)
+    assert second[1].version == b.version + 1
     with pytest.raises(ConcurrencyConflict):
         async with store.transaction() as uow:
-            current = (await uow.sessions.get_many([a.id], lock=True))[a.id]
-            await uow.sessions.update_many([current])
-            await uow.sessions.update_many([current])  # the version it had before that update
+            current = (await uow.sessions.get_many([a.id], lock=SessionLock.STATE))[a.id]
+            await uow.sessions.update_many([dataclasses.replace(current, applied_count=1)])
+            # The version it had before that update:
+            await uow.sessions.update_many([dataclasses.replace(current, applied_count=2)])
 
 
 async def test_batch_outbox_and_dead_letter_inserts(store: Store) -> None:
