@@ -37,10 +37,12 @@ POLL_S = 0.005
 
 async def in_flight(store: SqlStore) -> dict[str, int]:
     """Sessions with messages sent but not applied, and how far each has applied."""
-    t = schema.sessions
+    t, sends = schema.sessions, schema.session_sends
     async with store.engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(t.c.id, t.c.last_applied_seq).where(t.c.last_applied_seq < t.c.last_sent_seq)
+            sa.select(t.c.id, t.c.last_applied_seq)
+            .join(sends, sends.c.session_id == t.c.id)
+            .where(t.c.last_applied_seq < sends.c.last_sent_seq)
         )
         return {session_id: int(applied) for session_id, applied in rows}
 
