@@ -2,12 +2,15 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (a commit survives power loss) and write
 transactions start with ``BEGIN IMMEDIATE``, so two writers queue on the busy timeout instead of
-failing when one upgrades a read lock. PostgreSQL connections are checked before use, so a
-database restart costs a reconnect, not an error.
+failing when one upgrades a read lock. A pooled PostgreSQL connection left unused for a while
+is checked before use, so a database restart while a process is quiet costs a reconnect, not an
+error; a connection in steady use is not checked (a check is three round trips, as many as the
+rest of a send), and the first one that finds the database gone recycles the whole pool.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +24,9 @@ from durable_sessions.settings import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "ds_write"
+CHECK_IDLE_AFTER_S = 1.0
+"""A pooled PostgreSQL connection unused for longer than this is checked before it is used."""
+_CHECKED_IN_AT = "ds_checked_in_at"
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -31,9 +37,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True
         )
+        _check_idle_connections(engine)
+        return engine
     raise StoreError(f"unsupported database {redact_url(url)!r}: use SQLite or PostgreSQL")
 
 
@@ -56,6 +64,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _check_idle_connections(engine: AsyncEngine) -> None:
+    pool = engine.sync_engine.pool
+
+    @sa.event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @sa.event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.pop(_CHECKED_IN_AT, None)
+        if checked_in_at is None or time.monotonic() - checked_in_at <= CHECK_IDLE_AFTER_S:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as e:
+            # The pool replaces this connection, and every other one opened before now.
+            raise sa.exc.InvalidatePoolError(f"idle connection lost: {e}") from e
 
 
 def _is_unique_violation(error: sa.exc.IntegrityError) -> bool:

@@ -10,9 +10,10 @@ committed (a joined read would see the other part as it was before the lock wait
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -20,7 +21,7 @@ from durable_sessions.errors import ConcurrencyConflict, StoreError
 from durable_sessions.lifecycle import SessionState
 from durable_sessions.records import SESSION_SEND_FIELDS, SESSION_STATE_FIELDS, SessionRecord
 from durable_sessions.sql import schema
-from durable_sessions.sql.work import Work
+from durable_sessions.sql.work import IDS, Work, one_of
 from durable_sessions.store import SessionLock, SessionQuery, SessionRepository, check_limit
 
 _STATE = schema.sessions
@@ -33,6 +34,47 @@ _SENDS_WRITABLE = (*SESSION_SEND_FIELDS, "expires_at")
 _JOINED = sa.select(_STATE, *(_SENDS.c[name] for name in SESSION_SEND_FIELDS)).join(
     _SENDS, _SENDS.c.session_id == _STATE.c.id
 )
+_INSERT_STATE = sa.insert(_STATE)
+_INSERT_SENDS = sa.insert(_SENDS)
+_INSERT_LABELS = sa.insert(schema.session_labels)
+_UPDATE_STATE = sa.update(_STATE).where(_STATE.c.id == sa.bindparam("b_id"))
+_UPDATE_SENDS = sa.update(_SENDS).where(_SENDS.c.session_id == sa.bindparam("b_id"))
+
+
+class _ByIds(NamedTuple):
+    """Statements reading the sessions whose ids are in parameter ``IDS``."""
+
+    joined: sa.Select[Any]
+    state: sa.Select[Any]
+    sends: sa.Select[Any]
+    state_locked: sa.Select[Any]
+    sends_locked: sa.Select[Any]
+
+
+@functools.cache
+def _by_ids(dialect: str) -> _ByIds:
+    state = sa.select(_STATE).where(one_of(_STATE.c.id, dialect)).order_by(_STATE.c.id)
+    sends = (
+        sa.select(_SENDS).where(one_of(_SENDS.c.session_id, dialect)).order_by(_SENDS.c.session_id)
+    )
+    return _ByIds(
+        joined=_JOINED.where(one_of(_STATE.c.id, dialect)),
+        state=state,
+        sends=sends,
+        state_locked=state.with_for_update(key_share=True),
+        sends_locked=sends.with_for_update(key_share=True),
+    )
+
+
+@functools.cache
+def _lock_versions(dialect: str) -> sa.Select[Any]:
+    """Lock the state rows of the sessions in parameter ``IDS``; their versions."""
+    return (
+        sa.select(_STATE.c.id, _STATE.c.version)
+        .where(one_of(_STATE.c.id, dialect))
+        .order_by(_STATE.c.id)
+        .with_for_update(key_share=True)
+    )
 
 
 def _state_row(session: SessionRecord) -> dict[str, Any]:
@@ -75,16 +117,16 @@ class SqlSessions(SessionRepository):
         if not sessions:
             self._w.check(write=True)
             return
-        await self._w.execute_many(sa.insert(_STATE), [_state_row(s) for s in sessions])
+        await self._w.execute_many(_INSERT_STATE, [_state_row(s) for s in sessions])
         sends = [{"session_id": s.id, **_sends_row(s)} for s in sessions]
-        await self._w.execute_many(sa.insert(_SENDS), sends)
+        await self._w.execute_many(_INSERT_SENDS, sends)
         labels = [
             {"session_id": s.id, "key": k, "value": v}
             for s in sessions
             for k, v in s.labels.items()
         ]
         if labels:
-            await self._w.execute_many(sa.insert(schema.session_labels), labels)
+            await self._w.execute_many(_INSERT_LABELS, labels)
         for session in sessions:
             self._w.seen(session, state_locked=True, sends_locked=True)
 
@@ -94,9 +136,10 @@ class SqlSessions(SessionRepository):
         if not session_ids:
             self._w.check()
             return {}
-        ids = sorted(set(session_ids))
+        ids = {IDS: sorted(set(session_ids))}
+        by_ids = _by_ids(self._w.dialect)
         if lock is None:
-            result = await self._w.execute(_JOINED.where(_STATE.c.id.in_(ids)))
+            result = await self._w.execute(by_ids.joined, ids)
             found = {row.id: _session(row._mapping, row._mapping) for row in result}
             for session in found.values():
                 self._w.seen(session)
@@ -104,14 +147,10 @@ class SqlSessions(SessionRepository):
         lock_sends = lock is not SessionLock.STATE
         lock_state = lock is not SessionLock.SENDS
         # The locked part first, in id order (as everyone locks), then the other one.
-        sends_query = sa.select(_SENDS).where(_SENDS.c.session_id.in_(ids))
-        state_query = sa.select(_STATE).where(_STATE.c.id.in_(ids))
-        if lock_sends:
-            sends_query = sends_query.order_by(_SENDS.c.session_id).with_for_update(key_share=True)
-        if lock_state:
-            state_query = state_query.order_by(_STATE.c.id).with_for_update(key_share=True)
+        sends_query = by_ids.sends_locked if lock_sends else by_ids.sends
+        state_query = by_ids.state_locked if lock_state else by_ids.state
         first, second = (sends_query, state_query) if lock_sends else (state_query, sends_query)
-        rows = [await self._w.execute(first), await self._w.execute(second)]
+        rows = [await self._w.execute(first, ids), await self._w.execute(second, ids)]
         sends_rows, state_rows = rows if lock_sends else rows[::-1]
         sends = {row.session_id: row._mapping for row in sends_rows}
         found = {
@@ -150,9 +189,7 @@ class SqlSessions(SessionRepository):
         if sends:
             changed = _changed(_SENDS_WRITABLE, [(before, after) for _, before, after in sends])
             rows = [{"b_id": s.id, **{c: after[c] for c in changed}} for s, _, after in sends]
-            await w.execute_many(
-                sa.update(_SENDS).where(_SENDS.c.session_id == sa.bindparam("b_id")), rows
-            )
+            await w.execute_many(_UPDATE_SENDS, rows)
         written = {s.id for s, _, _ in states}
         updated = [
             dataclasses.replace(s, version=s.version + 1) if s.id in written else s
@@ -169,13 +206,7 @@ class SqlSessions(SessionRepository):
         w = self._w
         unlocked = sorted(s.id for s, _, _ in changes if s.id not in w.state_locked)
         if unlocked:
-            result = await w.execute(
-                sa.select(_STATE.c.id, _STATE.c.version)
-                .where(_STATE.c.id.in_(unlocked))
-                .order_by(_STATE.c.id)
-                .with_for_update(key_share=True),
-                write=True,
-            )
+            result = await w.execute(_lock_versions(w.dialect), {IDS: unlocked}, write=True)
             stored: dict[str, int] = {row.id: row.version for row in result}
             w.state_locked.update(stored)
         else:
@@ -194,7 +225,7 @@ class SqlSessions(SessionRepository):
             {"b_id": s.id, "version": s.version + 1, **{c: after[c] for c in changed}}
             for s, _, after in changes
         ]
-        await w.execute_many(sa.update(_STATE).where(_STATE.c.id == sa.bindparam("b_id")), rows)
+        await w.execute_many(_UPDATE_STATE, rows)
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
         stmt = _JOINED.order_by(_STATE.c.id).limit(check_limit(query.limit))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -29,7 +30,7 @@ from durable_sessions.sql import schema
 from durable_sessions.sql.engine import WRITE_OPTION, create_engine, translated_errors
 from durable_sessions.sql.sequences import SqlSequences
 from durable_sessions.sql.sessions import SqlSessions
-from durable_sessions.sql.work import Work
+from durable_sessions.sql.work import IDS, Work, one_of
 from durable_sessions.store import (
     DeadLetterQuery,
     DeadLetterRepository,
@@ -56,6 +57,28 @@ _DEAD_LETTER_COLUMNS = _fields(DeadLetterRecord)
 _MESSAGE_UPDATABLE = tuple(
     c for c in _MESSAGE_COLUMNS if c not in ("message_id", "session_id", "seq")
 )
+_MESSAGES = schema.messages
+_OUTBOX = schema.outbox
+_INSERT_MESSAGES = sa.insert(_MESSAGES)
+_UPDATE_MESSAGES = sa.update(_MESSAGES).where(
+    _MESSAGES.c.message_id == sa.bindparam("b_message_id")
+)
+_INSERT_OUTBOX = sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+
+
+@functools.cache
+def _messages_by_id(dialect: str, *, lock: bool) -> sa.Select[Any]:
+    """The messages whose ids are in parameter ``IDS`` (locked, in id order)."""
+    query = sa.select(_MESSAGES).where(one_of(_MESSAGES.c.message_id, dialect))
+    if lock:
+        query = query.order_by(_MESSAGES.c.message_id).with_for_update()
+    return query
+
+
+@functools.cache
+def _remove_outbox(dialect: str) -> sa.Delete:
+    """Delete the outbox entries whose ids are in parameter ``IDS``."""
+    return sa.delete(_OUTBOX).where(one_of(_OUTBOX.c.id, dialect))
 
 
 def _changed(columns: Sequence[str], pairs: Sequence[tuple[object, object]]) -> list[str]:
@@ -86,7 +109,7 @@ class _Messages(MessageRepository):
     async def add_many(self, messages: Sequence[MessageRecord]) -> None:
         if messages:
             await self._w.execute_many(
-                sa.insert(self._t), [_values(m, _MESSAGE_COLUMNS) for m in messages]
+                _INSERT_MESSAGES, [_values(m, _MESSAGE_COLUMNS) for m in messages]
             )
             self._w.known_messages.update((m.message_id, m) for m in messages)
         else:
@@ -101,11 +124,9 @@ class _Messages(MessageRepository):
         if not message_ids:
             self._w.check()
             return {}
-        t = self._t
-        query = sa.select(t).where(t.c.message_id.in_(sorted(set(message_ids))))
-        if lock:
-            query = query.order_by(t.c.message_id).with_for_update()
-        result = await self._w.execute(query)
+        result = await self._w.execute(
+            _messages_by_id(self._w.dialect, lock=lock), {IDS: sorted(set(message_ids))}
+        )
         found = {row.message_id: self._message(row) for row in result}
         self._w.known_messages.update(found)
         return found
@@ -142,11 +163,12 @@ class _Messages(MessageRepository):
         if not messages:
             self._w.check(write=True)
             return
-        t = self._t
         known = self._w.known_messages
         unknown = [m.message_id for m in messages if m.message_id not in known]
         if unknown:
-            result = await self._w.execute(sa.select(t).where(t.c.message_id.in_(unknown)))
+            result = await self._w.execute(
+                _messages_by_id(self._w.dialect, lock=False), {IDS: unknown}
+            )
             known.update((row.message_id, self._message(row)) for row in result)
         if any(
             m.message_id not in known
@@ -163,9 +185,7 @@ class _Messages(MessageRepository):
                 {"b_message_id": m.message_id, **{c: getattr(m, c) for c in changed}}
                 for m in messages
             ]
-            await self._w.execute_many(
-                sa.update(t).where(t.c.message_id == sa.bindparam("b_message_id")), rows
-            )
+            await self._w.execute_many(_UPDATE_MESSAGES, rows)
         known.update((m.message_id, m) for m in messages)
 
     async def for_session(
@@ -225,8 +245,7 @@ class _Outbox(OutboxRepository):
             values = _values(entry, _OUTBOX_COLUMNS)
             del values["id"]
             rows.append(values)
-        statement = sa.insert(self._t).returning(self._t.c.id, sort_by_parameter_order=True)
-        result = await self._w.execute_many(statement, rows)
+        result = await self._w.execute_many(_INSERT_OUTBOX, rows)
         ids = [row.id for row in result]
         return [dataclasses.replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
 
@@ -253,7 +272,7 @@ class _Outbox(OutboxRepository):
 
     async def remove(self, ids: Collection[int]) -> None:
         if ids:
-            await self._w.execute(sa.delete(self._t).where(self._t.c.id.in_(list(ids))), write=True)
+            await self._w.execute(_remove_outbox(self._w.dialect), {IDS: list(ids)}, write=True)
         else:
             self._w.check(write=True)
 

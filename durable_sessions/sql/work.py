@@ -5,11 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from durable_sessions.errors import StoreError
 from durable_sessions.records import MessageRecord, SessionRecord
 from durable_sessions.sql.engine import translated_errors
+
+IDS = "ds_ids"
+"""The parameter of :func:`one_of`: the values to match."""
+
+
+def one_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
+    """``column`` is one of the values of parameter :data:`IDS`, in ``dialect``.
+
+    On PostgreSQL the values are one array parameter, so the statement is the same for any number
+    of them (an ``IN`` list is rendered anew, and prepared anew, for every count).
+    """
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(IDS, type_=postgresql.ARRAY(column.type)))
+    return column.in_(sa.bindparam(IDS, expanding=True))
 
 
 class Work:
@@ -17,6 +32,7 @@ class Work:
 
     def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
         self.conn = conn
+        self.dialect: str = conn.dialect.name
         self.writable = writable
         self.spoiled: StoreError | None = None
         self.sessions: dict[str, SessionRecord] = {}
@@ -46,11 +62,17 @@ class Work:
         if write and not self.writable:
             raise StoreError("cannot write in a read-only snapshot")
 
-    async def execute(self, statement: sa.Executable, *, write: bool = False) -> Any:
+    async def execute(
+        self,
+        statement: sa.Executable,
+        parameters: dict[str, Any] | None = None,
+        *,
+        write: bool = False,
+    ) -> Any:
         self.check(write=write)
         try:
             with translated_errors():
-                return await self.conn.execute(statement)
+                return await self.conn.execute(statement, parameters)
         except StoreError as e:
             self.spoiled = e
             raise
