@@ -98,7 +98,7 @@ def _record(record_type: type[R], columns: Sequence[str], row: sa.Row[Any]) -> R
 class _Messages(MessageRepository):
     def __init__(self, work: Work) -> None:
         self._w = work
-        self._t = schema.messages
+        self._t = _MESSAGES
 
     async def add(self, message: MessageRecord) -> None:
         await self._w.execute(
@@ -226,7 +226,7 @@ class _Messages(MessageRepository):
 class _Outbox(OutboxRepository):
     def __init__(self, work: Work) -> None:
         self._w = work
-        self._t = schema.outbox
+        self._t = _OUTBOX
 
     async def add(self, entry: OutboxRecord) -> OutboxRecord:
         values = _values(entry, _OUTBOX_COLUMNS)
