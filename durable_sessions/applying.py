@@ -463,10 +463,11 @@ class _SessionChain:
             self.writes.put(message, new=new)
             self.outcome.applied += 1
             self.outcome.latencies.append((now - message.created_at).total_seconds())
-            self.s = dataclasses.replace(
-                self.s, applied_count=self.s.applied_count + 1, instance_state=self.instance_state
+            self._advance(
+                message.seq,
+                applied_count=self.s.applied_count + 1,
+                instance_state=self.instance_state,
             )
-            self._advance(message.seq)
             if verdict is Verdict.ENDED or (op is not None and op.terminating):
                 self.s = moved(self.s, SessionEvent.END, now)
             return True
@@ -489,13 +490,15 @@ class _SessionChain:
         self._advance(message.seq)
         return True
 
-    def _advance(self, seq: int | None) -> None:
+    def _advance(self, seq: int | None, **changes: Any) -> None:
+        """Move the watermark to ``seq``, with ``changes`` to the session made by that message."""
         self.s = dataclasses.replace(
             self.s,
             last_applied_seq=seq or self.s.last_applied_seq,
             last_activity_at=self.now,
             progress_at=self.now,
             updated_at=self.now,
+            **changes,
         )
 
     def _dead(

@@ -250,6 +250,9 @@ class _Messages(MessageRepository):
         messages[message.message_id] = message
 
     async def update_many(self, messages: Sequence[MessageRecord]) -> None:
+        ids = [m.message_id for m in messages]
+        if len(set(ids)) != len(ids):
+            raise self._w.fail(StoreError("a message appears twice in one batch update"))
         for message in messages:
             await self.update(message)
 

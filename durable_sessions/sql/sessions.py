@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Mapping, Sequence
+import operator
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -37,8 +38,6 @@ _JOINED = sa.select(_STATE, *(_SENDS.c[name] for name in SESSION_SEND_FIELDS)).j
 _INSERT_STATE = sa.insert(_STATE)
 _INSERT_SENDS = sa.insert(_SENDS)
 _INSERT_LABELS = sa.insert(schema.session_labels)
-_UPDATE_STATE = sa.update(_STATE).where(_STATE.c.id == sa.bindparam("b_id"))
-_UPDATE_SENDS = sa.update(_SENDS).where(_SENDS.c.session_id == sa.bindparam("b_id"))
 
 
 class _ByIds(NamedTuple):
@@ -77,6 +76,14 @@ def _lock_versions(dialect: str) -> sa.Select[Any]:
     )
 
 
+_STATE_VALUES = operator.attrgetter(*SESSION_STATE_FIELDS)
+"""A session's state fields, which its state row (``expires_at`` too) follows from."""
+_SENDS_VALUES = operator.attrgetter(
+    *SESSION_SEND_FIELDS, "inactivity_timeout_s", "ttl_s", "created_at"
+)
+"""The fields its send side row follows from."""
+
+
 def _state_row(session: SessionRecord) -> dict[str, Any]:
     row = {name: getattr(session, name) for name in SESSION_STATE_FIELDS}
     row["expires_at"] = session.state_expires_at
@@ -89,11 +96,26 @@ def _sends_row(session: SessionRecord) -> dict[str, Any]:
     return row
 
 
-def _session(state: Mapping[str, Any], sends: Mapping[str, Any]) -> SessionRecord:
+def _positions(columns: Sequence[str], names: Sequence[str]) -> operator.itemgetter[Any]:
+    """Picks the values of ``names`` out of a row of ``columns``, by position."""
+    return operator.itemgetter(*(list(columns).index(name) for name in names))
+
+
+_STATE_OF = _positions(_STATE.c.keys(), SESSION_STATE_FIELDS)
+_SENDS_OF = _positions(_SENDS.c.keys(), SESSION_SEND_FIELDS)
+_JOINED_SENDS_OF = _positions([*_STATE.c.keys(), *SESSION_SEND_FIELDS], SESSION_SEND_FIELDS)
+
+
+def _session(state: tuple[Any, ...], sends: tuple[Any, ...]) -> SessionRecord:
+    """The session of the values of its state and send fields (in their fields' order)."""
     return SessionRecord(
-        **{name: state[name] for name in SESSION_STATE_FIELDS},
-        **{name: sends[name] for name in SESSION_SEND_FIELDS},
+        **dict(zip(SESSION_STATE_FIELDS, state, strict=True)),
+        **dict(zip(SESSION_SEND_FIELDS, sends, strict=True)),
     )
+
+
+def _joined_session(row: sa.Row[Any]) -> SessionRecord:
+    return _session(_STATE_OF(row), _JOINED_SENDS_OF(row))
 
 
 Changes = list[tuple[SessionRecord, dict[str, Any], dict[str, Any]]]
@@ -140,7 +162,7 @@ class SqlSessions(SessionRepository):
         by_ids = _by_ids(self._w.dialect)
         if lock is None:
             result = await self._w.execute(by_ids.joined, ids)
-            found = {row.id: _session(row._mapping, row._mapping) for row in result}
+            found = {row.id: _joined_session(row) for row in result}
             for session in found.values():
                 self._w.seen(session)
             return found
@@ -152,9 +174,9 @@ class SqlSessions(SessionRepository):
         first, second = (sends_query, state_query) if lock_sends else (state_query, sends_query)
         rows = [await self._w.execute(first, ids), await self._w.execute(second, ids)]
         sends_rows, state_rows = rows if lock_sends else rows[::-1]
-        sends = {row.session_id: row._mapping for row in sends_rows}
+        sends = {row.session_id: _SENDS_OF(row) for row in sends_rows}
         found = {
-            row.id: _session(row._mapping, sends[row.id]) for row in state_rows if row.id in sends
+            row.id: _session(_STATE_OF(row), sends[row.id]) for row in state_rows if row.id in sends
         }
         for session in found.values():
             self._w.seen(session, state_locked=lock_state, sends_locked=lock_sends)
@@ -179,17 +201,23 @@ class SqlSessions(SessionRepository):
         if missing:
             raise w.fail(ConcurrencyConflict(f"no session {missing[0]!r} to update"))
         # What changed, part by part, since this transaction last read or wrote the session.
-        states = [(s, _state_row(w.sessions[s.id]), _state_row(s)) for s in sessions]
-        sends = [(s, _sends_row(w.sessions[s.id]), _sends_row(s)) for s in sessions]
-        states = [change for change in states if change[1] != change[2]]
-        sends = [change for change in sends if change[1] != change[2]]
+        states = [
+            (s, _state_row(w.sessions[s.id]), _state_row(s))
+            for s in sessions
+            if _STATE_VALUES(s) != _STATE_VALUES(w.sessions[s.id])
+        ]
+        sends = [
+            (s, _sends_row(w.sessions[s.id]), _sends_row(s))
+            for s in sessions
+            if _SENDS_VALUES(s) != _SENDS_VALUES(w.sessions[s.id])
+        ]
         if any(s.id not in w.sends_locked for s, _, _ in sends):
             raise w.fail(StoreError("a session's send side can change only under its send lock"))
         await self._write_state(states)
         if sends:
             changed = _changed(_SENDS_WRITABLE, [(before, after) for _, before, after in sends])
-            rows = [{"b_id": s.id, **{c: after[c] for c in changed}} for s, _, after in sends]
-            await w.execute_many(_UPDATE_SENDS, rows)
+            rows = [{"session_id": s.id, **{c: after[c] for c in changed}} for s, _, after in sends]
+            await w.update_rows(_SENDS, "session_id", rows)
         written = {s.id for s, _, _ in states}
         updated = [
             dataclasses.replace(s, version=s.version + 1) if s.id in written else s
@@ -222,10 +250,10 @@ class SqlSessions(SessionRepository):
                 )
         changed = _changed(_STATE_WRITABLE, [(before, after) for _, before, after in changes])
         rows = [
-            {"b_id": s.id, "version": s.version + 1, **{c: after[c] for c in changed}}
+            {"id": s.id, "version": s.version + 1, **{c: after[c] for c in changed}}
             for s, _, after in changes
         ]
-        await w.execute_many(_UPDATE_STATE, rows)
+        await w.update_rows(_STATE, "id", rows)
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
         stmt = _JOINED.order_by(_STATE.c.id).limit(check_limit(query.limit))
@@ -274,4 +302,4 @@ class SqlSessions(SessionRepository):
 
     async def _joined(self, statement: sa.Select[Any]) -> list[SessionRecord]:
         result = await self._w.execute(statement)
-        return [_session(row._mapping, row._mapping) for row in result]
+        return [_joined_session(row) for row in result]

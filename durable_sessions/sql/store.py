@@ -60,9 +60,6 @@ _MESSAGE_UPDATABLE = tuple(
 _MESSAGES = schema.messages
 _OUTBOX = schema.outbox
 _INSERT_MESSAGES = sa.insert(_MESSAGES)
-_UPDATE_MESSAGES = sa.update(_MESSAGES).where(
-    _MESSAGES.c.message_id == sa.bindparam("b_message_id")
-)
 _INSERT_OUTBOX = sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 
 
@@ -163,6 +160,8 @@ class _Messages(MessageRepository):
         if not messages:
             self._w.check(write=True)
             return
+        if len({m.message_id for m in messages}) != len(messages):
+            raise self._w.fail(StoreError("a message appears twice in one batch update"))
         known = self._w.known_messages
         unknown = [m.message_id for m in messages if m.message_id not in known]
         if unknown:
@@ -182,10 +181,10 @@ class _Messages(MessageRepository):
         changed = _changed(_MESSAGE_UPDATABLE, [(known[m.message_id], m) for m in messages])
         if changed:
             rows = [
-                {"b_message_id": m.message_id, **{c: getattr(m, c) for c in changed}}
+                {"message_id": m.message_id, **{c: getattr(m, c) for c in changed}}
                 for m in messages
             ]
-            await self._w.execute_many(_UPDATE_MESSAGES, rows)
+            await self._w.update_rows(_MESSAGES, "message_id", rows)
         known.update((m.message_id, m) for m in messages)
 
     async def for_session(

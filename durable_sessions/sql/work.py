@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -25,6 +27,57 @@ def one_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool
     if dialect == "postgresql":
         return column == sa.any_(sa.bindparam(IDS, type_=postgresql.ARRAY(column.type)))
     return column.in_(sa.bindparam(IDS, expanding=True))
+
+
+class _RowsUpdate(NamedTuple):
+    """A statement updating rows from parameters ``a_<column>``, and how to pass values."""
+
+    statement: sa.Update
+    encoders: dict[str, Callable[[Any], Any]]
+    """Per column whose values are passed as their JSON text."""
+
+
+@functools.cache
+def _update_rows(
+    table: sa.Table, key: str, columns: tuple[str, ...], dialect: sa.Dialect
+) -> _RowsUpdate:
+    """Set ``columns`` of the rows of ``table`` found by ``key``.
+
+    On PostgreSQL the parameters are one array per column, unnested into rows: one statement
+    updates any number of rows (as many single-row updates cost a round of parsing, planning and
+    a message each). JSON goes as text, cast back in the statement: in an array parameter a JSON
+    list would be taken for a dimension of the array.
+    """
+    if dialect.name != "postgresql":
+        return _RowsUpdate(
+            sa.update(table)
+            .values({name: sa.bindparam(f"a_{name}") for name in columns})
+            .where(table.c[key] == sa.bindparam(f"a_{key}")),
+            {},
+        )
+    names = (key, *columns)
+    encoders: dict[str, Callable[[Any], Any]] = {}
+    for name in names:
+        column_type = table.c[name].type
+        if isinstance(column_type, sa.JSON):
+            encode = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if encode is None:
+                raise StoreError(f"no JSON encoding for {table.name}.{name}")
+            encoders[name] = encode
+    arrays = [
+        sa.bindparam(
+            f"a_{name}",
+            type_=postgresql.ARRAY(sa.Text() if name in encoders else table.c[name].type),
+        )
+        for name in names
+    ]
+    given = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+    values = {
+        name: sa.cast(given.c[name], postgresql.JSONB) if name in encoders else given.c[name]
+        for name in columns
+    }
+    statement = sa.update(table).values(values).where(table.c[key] == given.c[key])
+    return _RowsUpdate(statement, encoders)
 
 
 class Work:
@@ -85,6 +138,30 @@ class Work:
         except StoreError as e:
             self.spoiled = e
             raise
+
+    async def update_rows(
+        self, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Update rows of ``table`` by their distinct ``key`` values; all set the same columns."""
+        if not rows:
+            self.check(write=True)
+            return
+        columns = tuple(name for name in rows[0] if name != key)
+        if not columns:
+            return
+        update = _update_rows(table, key, columns, self.conn.dialect)
+        names = (key, *columns)
+        if self.dialect == "postgresql":
+            arrays: dict[str, list[Any]] = {}
+            for name in names:
+                encode = update.encoders.get(name)
+                values = [row[name] for row in rows]
+                arrays[f"a_{name}"] = values if encode is None else [encode(v) for v in values]
+            await self.execute(update.statement, arrays, write=True)
+        else:
+            await self.execute_many(
+                update.statement, [{f"a_{name}": row[name] for name in names} for row in rows]
+            )
 
     def fail(self, error: StoreError) -> StoreError:
         self.spoiled = error

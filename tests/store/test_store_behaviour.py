@@ -684,8 +684,41 @@ async def test_batch_message_inserts_and_updates(store: Store) -> None:
     with pytest.raises(StoreError):
         async with store.transaction() as uow:
             await uow.messages.update_many([dataclasses.replace(changed[1], seq=8)])
+    with pytest.raises(StoreError, match="twice"):
+        async with store.transaction() as uow:
+            await uow.messages.update_many([changed[0], changed[0]])
     async with store.snapshot() as uow:
         assert await uow.messages.by_seq(session.id, 4) is None
+
+
+async def test_a_batch_update_writes_each_row_its_own_values(store: Store) -> None:
+    sessions = [await add_session(store) for _ in range(3)]
+    messages = [make_message(s, 1) for s in sessions]
+    async with store.transaction() as uow:
+        await uow.messages.add_many(messages)
+    results: list[object] = [[7, 8], [1, "two", None], []]
+    applied = [
+        dataclasses.replace(
+            m, status=MessageStatus.APPLIED, result=r, applied_at=T0 + timedelta(seconds=i)
+        )
+        for i, (m, r) in enumerate(zip(messages, results, strict=True))
+    ]
+    states: list[object] = [[{"n": 1}], None, "text"]
+    async with store.transaction() as uow:
+        locked = await uow.sessions.get_many([s.id for s in sessions], lock=SessionLock.BOTH)
+        changed = [
+            dataclasses.replace(
+                locked[s.id], applied_count=i, instance_state=st, last_sent_seq=i * 10
+            )
+            for i, (s, st) in enumerate(zip(sessions, states, strict=True))
+        ]
+        written = await uow.sessions.update_many(changed)
+        await uow.messages.update_many(applied)
+    async with store.snapshot() as uow:
+        assert await uow.sessions.get_many([s.id for s in sessions]) == {
+            s.id: w for s, w in zip(sessions, written, strict=True)
+        }
+        assert [(await uow.messages.get(m.message_id)) for m in messages] == applied
 
 
 async def test_successive_batch_updates_in_one_transaction_keep_every_change(
