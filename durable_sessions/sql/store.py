@@ -59,7 +59,6 @@ _MESSAGE_UPDATABLE = tuple(
 )
 _MESSAGES = schema.messages
 _OUTBOX = schema.outbox
-_INSERT_MESSAGES = sa.insert(_MESSAGES)
 _INSERT_OUTBOX = sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 
 
@@ -105,9 +104,7 @@ class _Messages(MessageRepository):
 
     async def add_many(self, messages: Sequence[MessageRecord]) -> None:
         if messages:
-            await self._w.execute_many(
-                _INSERT_MESSAGES, [_values(m, _MESSAGE_COLUMNS) for m in messages]
-            )
+            await self._w.insert_rows(_MESSAGES, [_values(m, _MESSAGE_COLUMNS) for m in messages])
             self._w.known_messages.update((m.message_id, m) for m in messages)
         else:
             self._w.check(write=True)

@@ -29,33 +29,26 @@ def one_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool
     return column.in_(sa.bindparam(IDS, expanding=True))
 
 
-class _RowsUpdate(NamedTuple):
-    """A statement updating rows from parameters ``a_<column>``, and how to pass values."""
+class _RowsStatement(NamedTuple):
+    """A statement writing rows from parameters ``a_<column>``, and how to pass values."""
 
-    statement: sa.Update
+    statement: sa.Insert | sa.Update
+    names: tuple[str, ...]
+    """The columns it takes values of."""
     encoders: dict[str, Callable[[Any], Any]]
     """Per column whose values are passed as their JSON text."""
 
 
-@functools.cache
-def _update_rows(
-    table: sa.Table, key: str, columns: tuple[str, ...], dialect: sa.Dialect
-) -> _RowsUpdate:
-    """Set ``columns`` of the rows of ``table`` found by ``key``.
+def _unnested(
+    table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect
+) -> tuple[dict[str, sa.ColumnElement[Any]], dict[str, Callable[[Any], Any]]]:
+    """The rows of array parameters ``a_<name>`` as columns of a table, and the JSON encoders.
 
-    On PostgreSQL the parameters are one array per column, unnested into rows: one statement
-    updates any number of rows (as many single-row updates cost a round of parsing, planning and
-    a message each). JSON goes as text, cast back in the statement: in an array parameter a JSON
-    list would be taken for a dimension of the array.
+    One array per column, unnested into rows, makes one statement for any number of rows (many
+    single-row statements cost a round of parsing, planning and a message each). JSON goes as
+    text, cast back in the statement: in an array parameter a JSON list would be taken for a
+    dimension of the array.
     """
-    if dialect.name != "postgresql":
-        return _RowsUpdate(
-            sa.update(table)
-            .values({name: sa.bindparam(f"a_{name}") for name in columns})
-            .where(table.c[key] == sa.bindparam(f"a_{key}")),
-            {},
-        )
-    names = (key, *columns)
     encoders: dict[str, Callable[[Any], Any]] = {}
     for name in names:
         column_type = table.c[name].type
@@ -72,12 +65,44 @@ def _update_rows(
         for name in names
     ]
     given = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="given")
-    values = {
+    columns: dict[str, sa.ColumnElement[Any]] = {
         name: sa.cast(given.c[name], postgresql.JSONB) if name in encoders else given.c[name]
-        for name in columns
+        for name in names
     }
-    statement = sa.update(table).values(values).where(table.c[key] == given.c[key])
-    return _RowsUpdate(statement, encoders)
+    return columns, encoders
+
+
+@functools.cache
+def _update_rows(
+    table: sa.Table, key: str, columns: tuple[str, ...], dialect: sa.Dialect
+) -> _RowsStatement:
+    """Set ``columns`` of the rows of ``table`` found by ``key`` (PostgreSQL: see _unnested)."""
+    names = (key, *columns)
+    if dialect.name != "postgresql":
+        statement = (
+            sa.update(table)
+            .values({name: sa.bindparam(f"a_{name}") for name in columns})
+            .where(table.c[key] == sa.bindparam(f"a_{key}"))
+        )
+        return _RowsStatement(statement, names, {})
+    given, encoders = _unnested(table, names, dialect)
+    statement = (
+        sa.update(table)
+        .values({name: given[name] for name in columns})
+        .where(table.c[key] == given[key])
+    )
+    return _RowsStatement(statement, names, encoders)
+
+
+@functools.cache
+def _insert_rows(table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect) -> _RowsStatement:
+    """Insert rows of ``table`` giving ``names`` (PostgreSQL: see _unnested)."""
+    if dialect.name != "postgresql":
+        statement = sa.insert(table).values({name: sa.bindparam(f"a_{name}") for name in names})
+        return _RowsStatement(statement, names, {})
+    given, encoders = _unnested(table, names, dialect)
+    statement = sa.insert(table).from_select(names, sa.select(*given.values()))
+    return _RowsStatement(statement, names, encoders)
 
 
 class Work:
@@ -143,25 +168,31 @@ class Work:
         self, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]
     ) -> None:
         """Update rows of ``table`` by their distinct ``key`` values; all set the same columns."""
+        columns = tuple(name for name in rows[0] if name != key) if rows else ()
+        if not columns:
+            self.check(write=True)
+            return
+        await self._write_rows(_update_rows(table, key, columns, self.conn.dialect), rows)
+
+    async def insert_rows(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows into ``table``; all give the same columns."""
         if not rows:
             self.check(write=True)
             return
-        columns = tuple(name for name in rows[0] if name != key)
-        if not columns:
-            return
-        update = _update_rows(table, key, columns, self.conn.dialect)
-        names = (key, *columns)
-        if self.dialect == "postgresql":
-            arrays: dict[str, list[Any]] = {}
-            for name in names:
-                encode = update.encoders.get(name)
-                values = [row[name] for row in rows]
-                arrays[f"a_{name}"] = values if encode is None else [encode(v) for v in values]
-            await self.execute(update.statement, arrays, write=True)
-        else:
+        await self._write_rows(_insert_rows(table, tuple(rows[0]), self.conn.dialect), rows)
+
+    async def _write_rows(self, write: _RowsStatement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.dialect != "postgresql":
             await self.execute_many(
-                update.statement, [{f"a_{name}": row[name] for name in names} for row in rows]
+                write.statement, [{f"a_{name}": row[name] for name in write.names} for row in rows]
             )
+            return
+        arrays: dict[str, list[Any]] = {}
+        for name in write.names:
+            encode = write.encoders.get(name)
+            values = [row[name] for row in rows]
+            arrays[f"a_{name}"] = values if encode is None else [encode(v) for v in values]
+        await self.execute(write.statement, arrays, write=True)
 
     def fail(self, error: StoreError) -> StoreError:
         self.spoiled = error
