@@ -59,7 +59,6 @@ _MESSAGE_UPDATABLE = tuple(
 )
 _MESSAGES = schema.messages
 _OUTBOX = schema.outbox
-_INSERT_OUTBOX = sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 
 
 @functools.cache
@@ -241,8 +240,7 @@ class _Outbox(OutboxRepository):
             values = _values(entry, _OUTBOX_COLUMNS)
             del values["id"]
             rows.append(values)
-        result = await self._w.execute_many(_INSERT_OUTBOX, rows)
-        ids = [row.id for row in result]
+        ids = await self._w.insert_numbered_rows(self._t, "id", rows)
         return [dataclasses.replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
 
     async def claim(
@@ -370,6 +368,7 @@ class SqlStore(Store):
             try:
                 yield uow
                 uow.work.check()
+                await uow.work.flush()
                 with translated_errors():
                     await transaction.commit()
             except Exception:
