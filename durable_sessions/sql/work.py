@@ -132,7 +132,7 @@ def _insert_rows(
 
 @functools.lru_cache(maxsize=256)
 def _with_writes(
-    statement: sa.Executable | None, writes: tuple[sa.Insert | sa.Update, ...]
+    statement: sa.Insert | None, writes: tuple[sa.Insert | sa.Update, ...]
 ) -> sa.Executable:
     """``statement`` with ``writes`` run as part of it (or the writes alone, for None).
 
@@ -143,8 +143,6 @@ def _with_writes(
     ctes = [write.cte(f"ds_write_{i}") for i, write in enumerate(writes)]
     if statement is None:
         return sa.select(sa.literal(1)).add_cte(*ctes)
-    if not isinstance(statement, sa.Insert):
-        raise StoreError(f"pending writes cannot go with {type(statement).__name__}")
     return statement.add_cte(*ctes)
 
 
