@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from api.app import create_app
 from durable_sessions.contracts import SessionMode, contract, operation
@@ -37,8 +39,17 @@ class NotesService:
         return None
 
 
+@dataclass
+class Stack:
+    """The control plane and a runtime serving its endpoints, built but not started."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    runtime: Runtime
+
+
 @pytest.fixture
-async def http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+def stack(tmp_path: Path) -> Stack:
     broker, store = MemoryBroker(), MemoryStore()
     served = [
         (
@@ -58,8 +69,13 @@ async def http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     client = httpx.AsyncClient(
         transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {KEY}"}
     )
-    async with runtime, app.router.lifespan_context(app), client:
-        yield client
+    return Stack(app, client, runtime)
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with stack.runtime, stack.app.router.lifespan_context(stack.app), stack.client:
+        yield stack.client
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
@@ -339,15 +355,24 @@ async def test_terminate_dead_letters_pending_and_replay(http: httpx.AsyncClient
     assert_problem(await http.post("/v1/sessions/nope/close"), 404, "session-not-found")
 
 
-async def test_fault_resume_skip_retry_and_dead_letters(http: httpx.AsyncClient) -> None:
-    sid = (await open_calc(http))["id"]
-    for name, args in [
-        ("clear", {}),
-        ("add_to", {"n": 9}),
-        ("divide_by", {"n": 0}),
-        ("add_to", {"n": 1}),
-    ]:
-        await send(http, sid, name, **args)
+async def test_fault_resume_skip_retry_and_dead_letters(stack: Stack) -> None:
+    http = stack.client
+    async with stack.app.router.lifespan_context(stack.app), http:
+        sid = (await open_calc(http))["id"]
+        # All four are queued before a worker runs: the third must not fault the session
+        # before the fourth is accepted.
+        for name, args in [
+            ("clear", {}),
+            ("add_to", {"n": 9}),
+            ("divide_by", {"n": 0}),
+            ("add_to", {"n": 1}),
+        ]:
+            assert (await send(http, sid, name, **args)).status_code == 202
+        async with stack.runtime:
+            await _fault_resume_skip_retry_and_dead_letters(http, sid)
+
+
+async def _fault_resume_skip_retry_and_dead_letters(http: httpx.AsyncClient, sid: str) -> None:
     poisoned = (await http.get(f"/v1/sessions/{sid}/messages/3", params={"wait": 10})).json()
     assert poisoned["status"] == "failed"
     assert poisoned["error"] == "ZeroDivisionError: float division by zero"
@@ -373,7 +398,7 @@ async def test_fault_resume_skip_retry_and_dead_letters(http: httpx.AsyncClient)
 
     skipped = await http.post(f"/v1/sessions/{sid}/resume", json={"action": "skip"})
     assert skipped.json()["state"] == "open"
-    await send(http, sid, "equals")
+    assert (await send(http, sid, "equals")).status_code == 202
     result = (await http.get(f"/v1/sessions/{sid}/messages/5", params={"wait": 10})).json()
     assert result["result"] == 10.0
 
