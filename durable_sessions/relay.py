@@ -3,11 +3,10 @@
 Entries this process wrote are claimed in the same transaction (:meth:`OutboxRelay.claim`) and
 handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Confirmed
 entries are removed by a task of their own, several publishes at a time, while the next ones are
-published. Every
-``poll_interval_s`` the relay also claims entries nobody holds — written by a process without a
-relay, or left behind by one that crashed once its lease ran out — so nothing stays in the
-outbox. Any number of relays may run: claims keep them apart, and a message published twice is
-a duplicate the workers drop.
+published. Every ``poll_interval_s`` the relay also claims entries nobody holds — written by a
+process without a relay, or left behind by one that crashed once its lease ran out — so nothing
+stays in the outbox. Any number of relays may run: claims keep them apart, and a message published
+twice is a duplicate the workers drop.
 """
 
 from __future__ import annotations
@@ -97,6 +96,8 @@ class OutboxRelay:
             backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
             if not self._pending:
                 await self._removed()
+                if self._pending:
+                    continue  # submitted while the confirmed ones were being removed
                 self._idle.set()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -1,0 +1,65 @@
+"""The outbox relay on the in-memory store and broker: when submitted entries go out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from durable_sessions.memory import MemoryStore
+from durable_sessions.memory_broker import MemoryBroker
+from durable_sessions.records import OutboxRecord, utcnow
+from durable_sessions.relay import OutboxRelay
+
+QUEUE = "relay-test"
+
+
+async def write_and_submit(store: MemoryStore, relay: OutboxRelay, n: int) -> None:
+    """Write one outbox entry under the relay's claim and hand it over after the commit."""
+    now = utcnow()
+    claim = relay.claim(now)
+    entry = OutboxRecord(
+        exchange="",
+        routing_key=QUEUE,
+        body=b"x",
+        created_at=now,
+        headers={"n": n},
+        message_id=f"m{n}",
+        claimed_by=claim.owner,
+        claimed_until=claim.until,
+    )
+    async with store.transaction() as uow:
+        added = await uow.outbox.add(entry)
+    relay.submit([added])
+
+
+async def test_entries_submitted_while_confirmed_ones_are_removed_go_out_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, broker = MemoryStore(), MemoryBroker()
+    transport = broker.connect()
+    await transport.declare_queue(QUEUE)
+    removing, release = asyncio.Event(), asyncio.Event()
+    remove = OutboxRelay._remove_published
+
+    async def held_remove(self: OutboxRelay) -> None:
+        removing.set()
+        await release.wait()
+        await remove(self)
+
+    monkeypatch.setattr(OutboxRelay, "_remove_published", held_remove)
+    relay = OutboxRelay(store, transport, poll_interval_s=60.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        await write_and_submit(store, relay, 1)
+        await asyncio.wait_for(removing.wait(), 5.0)
+        await write_and_submit(store, relay, 2)
+        release.set()
+        await relay.drain(2.0)
+        assert broker.queue_depth(QUEUE) == 2
+        async with store.snapshot() as uow:
+            assert (await uow.outbox.stats()).count == 0
+    finally:
+        release.set()
+        await relay.stop()
+        await running
