@@ -39,7 +39,7 @@ class Throttles:
     max_batch_size: int = 256
     """Most deliveries applied in one transaction."""
     max_batch_delay_s: float = 0.005
-    """Longest wait for more deliveries once one arrived."""
+    """Longest wait for more deliveries once one arrived at an idle worker."""
     prefetch: int = 512
     """Most unsettled deliveries per queue: the transport cap."""
     max_concurrent_calls: int = 16 * _CPUS

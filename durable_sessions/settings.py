@@ -84,7 +84,9 @@ class Settings(BaseSettings):
         "fault", description="What exhausted retries do: fault, drop, reject or move."
     )
     worker_batch_size: int = Field(256, ge=1, description="Most deliveries per transaction.")
-    worker_batch_delay_s: float = Field(0.005, ge=0, description="Wait for a fuller batch.")
+    worker_batch_delay_s: float = Field(
+        0.005, ge=0, description="Wait for a fuller batch after idling."
+    )
     worker_prefetch: int = Field(512, ge=1, description="Unsettled deliveries per queue.")
     worker_max_concurrent_calls: int = Field(0, ge=0, description="0 means 16 per CPU.")
     sweep_interval_s: float = Field(1.0, gt=0, description="How often the sweeper runs.")

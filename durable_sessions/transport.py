@@ -64,18 +64,21 @@ class Consumer(ABC):
             self._inbox.put_nowait(None)
 
     async def next_batch(self, max_size: int, max_wait: float) -> list[Delivery]:
-        """Wait for a delivery, then gather more for up to ``max_wait`` seconds.
+        """The deliveries waiting; when none is, wait for one, then more for ``max_wait`` s.
 
-        Returns at most ``max_size`` deliveries, and an empty list once the consumer stops.
+        What arrived while the caller was busy is a batch already, handed out at once: waiting
+        for a fuller one only pays when deliveries trickle in. Returns at most ``max_size``
+        deliveries, and an empty list once the consumer stops.
         """
         if self._stopped and self._inbox.empty():
             return []
+        idle = self._inbox.empty()
         first = await self._inbox.get()
         if first is None:
             return []
         batch = [first]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
+        deadline = loop.time() + (max_wait if idle else 0.0)
         while len(batch) < max_size:
             try:
                 item = self._inbox.get_nowait()

@@ -35,10 +35,29 @@ async def test_a_batch_is_what_arrives_within_the_wait() -> None:
     assert await consumer.next_batch(10, 0.01) == []
 
 
+async def test_deliveries_waiting_already_are_a_batch_at_once() -> None:
+    consumer = Bare()
+    for n in range(3):
+        consumer._deliver(delivery(n))
+    async with asyncio.timeout(1.0):
+        assert len(await consumer.next_batch(10, 60.0)) == 3
+
+
+async def test_an_idle_consumer_waits_for_more_after_the_first() -> None:
+    consumer = Bare()
+    waiting = asyncio.create_task(consumer.next_batch(10, 0.2))
+    await asyncio.sleep(0.01)
+    consumer._deliver(delivery(0))
+    await asyncio.sleep(0.05)
+    consumer._deliver(delivery(1))
+    assert len(await waiting) == 2
+
+
 async def test_a_cancel_is_never_swallowed_when_a_delivery_arrives_at_the_same_time() -> None:
     consumer = Bare()
-    consumer._deliver(delivery(0))
     waiting = asyncio.create_task(consumer.next_batch(10, 5.0))
+    await asyncio.sleep(0.01)
+    consumer._deliver(delivery(0))
     await asyncio.sleep(0.01)  # it has the first delivery and waits for more
     consumer._deliver(delivery(1))
     waiting.cancel()
