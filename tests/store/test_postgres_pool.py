@@ -1,4 +1,4 @@
-"""PostgreSQL connections lost while idle in the pool cost a reconnect, not an error."""
+"""The store's PostgreSQL connections: a lost one costs a reconnect; plans follow table growth."""
 
 from __future__ import annotations
 
@@ -42,4 +42,29 @@ async def test_connections_killed_while_idle_are_replaced_before_use(
         assert not pids & await _backend_pids(store, 3)
     finally:
         await killer.close()
+        await store.close()
+
+
+async def test_a_statement_prepared_on_a_small_table_uses_its_index_once_it_grew(
+    postgres_url: str,
+) -> None:
+    store = SqlStore.from_url(postgres_url)
+    run = "EXECUTE lookup('{a1}')"
+    try:
+        async with store.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for sql in [
+                "CREATE TEMP TABLE grows (id text PRIMARY KEY, pad text)",
+                "INSERT INTO grows VALUES ('a1', 'x'), ('a2', 'x'), ('a3', 'x')",
+                "VACUUM grows",  # as autovacuum does to a small, busy table
+                "PREPARE lookup(text[]) AS SELECT * FROM grows WHERE id = ANY($1)",
+                *[run] * 8,  # by default, enough runs for a generic plan to be kept
+                "INSERT INTO grows SELECT 'k' || n, repeat('x', 200) "
+                "FROM generate_series(1, 20000) AS n",
+            ]:
+                await conn.execute(sa.text(sql))
+            plan = "\n".join(await conn.scalars(sa.text("EXPLAIN EXECUTE lookup('{k7,k9}')")))
+        assert "Index" in plan, plan
+        assert "Seq Scan" not in plan, plan
+    finally:
         await store.close()
