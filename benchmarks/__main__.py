@@ -29,9 +29,7 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def _measure(plan: Plan, out: Path) -> list[list[Result]]:
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+async def _measure(plan: Plan, logs: Path) -> list[list[Result]]:
     runs = []
     for index in range(plan.runs):
         say(f"run {index + 1} of {plan.runs}")
@@ -47,6 +45,11 @@ def main() -> int:
         if arguments.runs < 1:
             raise SystemExit("--runs must be at least 1")
         plan = dataclasses.replace(plan, runs=arguments.runs)
+    logs = arguments.out / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"cannot write the results to {arguments.out}: {error.strerror}") from None
     started = time.monotonic()
     about = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -57,7 +60,7 @@ def main() -> int:
         "machine": platform.platform(),
     }
     try:
-        runs = asyncio.run(_measure(plan, arguments.out))
+        runs = asyncio.run(_measure(plan, logs))
     except CorrectnessError as error:
         say(f"refusing to report: a scenario failed its correctness check: {error}")
         return 1
