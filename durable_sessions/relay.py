@@ -2,11 +2,11 @@
 
 Entries this process wrote are claimed in the same transaction (:meth:`OutboxRelay.claim`) and
 handed over with :meth:`OutboxRelay.submit` after the commit, so they go out at once. Confirmed
-entries are removed by a task of their own, several publishes at a time, while the next ones are
-published. Every ``poll_interval_s`` the relay also claims entries nobody holds — written by a
-process without a relay, or left behind by one that crashed once its lease ran out — so nothing
-stays in the outbox. Any number of relays may run: claims keep them apart, and a message published
-twice is a duplicate the workers drop.
+entries are removed by a task of their own, those of every ``remove_every_s`` together, while the
+next ones are published. Every ``poll_interval_s`` the relay also claims entries nobody holds —
+written by a process without a relay, or left behind by one that crashed once its lease ran out —
+so nothing stays in the outbox. Any number of relays may run: claims keep them apart, and a message
+published twice is a duplicate the workers drop.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class OutboxRelay:
         lease_s: float = 30.0,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        remove_every_s: float = 0.05,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -50,6 +51,7 @@ class OutboxRelay:
         self.lease = timedelta(seconds=lease_s)
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.remove_every_s = remove_every_s
         self.clock = clock
         self.published = 0
         self._pending: list[OutboxRecord] = []
@@ -95,11 +97,10 @@ class OutboxRelay:
                 next_poll = loop.time() + self.poll_interval_s
             backoff = 0.0 if ok else min(MAX_BACKOFF_S, max(0.05, backoff * 2))
             if not self._pending:
-                await self._removed()
-                if self._pending:
-                    continue  # submitted while the confirmed ones were being removed
-                self._idle.set()
+                # Idle once the confirmed entries are removed too: the removal wakes this loop.
                 self._wake.clear()
+                if self._removing is None or self._removing.done():
+                    self._idle.set()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, next_poll - loop.time())):
                         await self._wake.wait()
@@ -163,14 +164,20 @@ class OutboxRelay:
         return True
 
     async def _remove_published(self) -> None:
-        while self._published:
-            ids, self._published = self._published, []
-            try:
-                async with self.store.transaction() as uow:
-                    await uow.outbox.remove(ids)
-            except StoreError as e:
-                # They were published; leaving them only means publishing them once more later.
-                log.warning("outbox relay cannot remove %d published entries: %s", len(ids), e)
+        try:
+            while self._published:
+                if not self._stopping:
+                    # The confirmations of several publishes go in one transaction.
+                    await asyncio.sleep(self.remove_every_s)
+                ids, self._published = self._published, []
+                try:
+                    async with self.store.transaction() as uow:
+                        await uow.outbox.remove(ids)
+                except StoreError as e:
+                    # They were published; leaving them only means publishing them once more.
+                    log.warning("outbox relay cannot remove %d published entries: %s", len(ids), e)
+        finally:
+            self._wake.set()  # the run loop may be waiting for this to call itself idle
 
     async def _removed(self) -> None:
         """Wait until every confirmed entry is removed from the outbox."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 import pytest
 
+from durable_sessions import memory
 from durable_sessions.memory import MemoryStore
 from durable_sessions.memory_broker import MemoryBroker
 from durable_sessions.records import OutboxRecord, utcnow
@@ -61,5 +63,35 @@ async def test_entries_submitted_while_confirmed_ones_are_removed_go_out_at_once
             assert (await uow.outbox.stats()).count == 0
     finally:
         release.set()
+        await relay.stop()
+        await running
+
+
+async def test_entries_confirmed_close_together_are_removed_in_one_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, broker = MemoryStore(), MemoryBroker()
+    transport = broker.connect()
+    await transport.declare_queue(QUEUE)
+    removals: list[int] = []
+    remove = memory._Outbox.remove
+
+    async def counted_remove(self: memory._Outbox, ids: Collection[int]) -> None:
+        removals.append(len(ids))
+        await remove(self, ids)
+
+    monkeypatch.setattr(memory._Outbox, "remove", counted_remove)
+    relay = OutboxRelay(store, transport, poll_interval_s=60.0, remove_every_s=0.3)
+    running = asyncio.create_task(relay.run())
+    try:
+        for n in range(1, 6):
+            await write_and_submit(store, relay, n)
+            await asyncio.sleep(0.02)  # each one published on its own
+        await relay.drain(2.0)
+        assert broker.queue_depth(QUEUE) == 5
+        assert removals == [5]
+        async with store.snapshot() as uow:
+            assert (await uow.outbox.stats()).count == 0
+    finally:
         await relay.stop()
         await running
