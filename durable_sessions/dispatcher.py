@@ -38,7 +38,7 @@ class Throttles:
 
     max_batch_size: int = 256
     """Most deliveries applied in one transaction."""
-    max_batch_delay_s: float = 0.005
+    max_batch_delay_s: float = 0.001
     """Longest wait for more deliveries once one arrived at an idle worker."""
     prefetch: int = 512
     """Most unsettled deliveries per queue: the transport cap."""

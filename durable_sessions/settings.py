@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     )
     worker_batch_size: int = Field(256, ge=1, description="Most deliveries per transaction.")
     worker_batch_delay_s: float = Field(
-        0.005, ge=0, description="Wait for a fuller batch after idling."
+        0.001, ge=0, description="Wait for a fuller batch after idling."
     )
     worker_prefetch: int = Field(512, ge=1, description="Unsettled deliveries per queue.")
     worker_max_concurrent_calls: int = Field(0, ge=0, description="0 means 16 per CPU.")
