@@ -27,7 +27,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-## Measure throughput, latency, recovery and scale against same-run baselines (~4 min).
+## Measure throughput, latency, recovery and scale against same-run baselines (4-8 min).
 bench: $(BENCH_STAMP) services
 	$(BIN)/python -m benchmarks
 
