@@ -290,13 +290,15 @@ def _one(results: list[Sent | Refusal]) -> Sent:
 
 
 def _check_can_send(session: SessionRecord, op: OperationSpec, endpoint: Endpoint) -> None:
-    if session.state is not SessionState.OPEN:
-        raise SessionNotOpen(session.id, session.state.value)
+    # As a WCF channel: once its terminating operation is called, that is the answer, whether
+    # or not the session has been closed by it yet.
     if session.terminating_seq is not None:
         raise TerminatingOperationCalled(
             f"session {session.id!r} cannot send more messages because its terminating "
             f"operation was already called (seq {session.terminating_seq})"
         )
+    if session.state is not SessionState.OPEN:
+        raise SessionNotOpen(session.id, session.state.value)
     if session.last_sent_seq == 0 and not op.initiating:
         raise NotInitiating(not_initiating_text(op, endpoint))
 

@@ -288,6 +288,10 @@ async def test_send_errors(http: httpx.AsyncClient) -> None:
     await send(http, sid, "clear")
     await send(http, sid, "equals")
     assert_problem(await send(http, sid, "add_to", n=1), 409, "terminating-operation-called")
+    await http.get(f"/v1/sessions/{sid}/messages/2", params={"wait": 10})
+    assert (await http.get(f"/v1/sessions/{sid}")).json()["state"] == "closed"
+    # Closed by its terminating operation, the session still gives that reason, as WCF does.
+    assert_problem(await send(http, sid, "add_to", n=1), 409, "terminating-operation-called")
     closed = (await open_calc(http))["id"]
     await http.post(f"/v1/sessions/{closed}/close")
     refused = assert_problem(await send(http, closed, "clear"), 409, "session-not-open")
