@@ -12,8 +12,17 @@ from durable_sessions.memory import MemoryStore
 from durable_sessions.memory_broker import MemoryBroker
 from durable_sessions.records import OutboxRecord, utcnow
 from durable_sessions.relay import OutboxRelay
+from durable_sessions.transport import Transport
 
 QUEUE = "relay-test"
+
+
+async def relay_parts() -> tuple[MemoryStore, MemoryBroker, Transport]:
+    """A store, a broker with the test queue, and a connection to it."""
+    broker = MemoryBroker()
+    transport = broker.connect()
+    await transport.declare_queue(QUEUE)
+    return MemoryStore(), broker, transport
 
 
 async def write_and_submit(store: MemoryStore, relay: OutboxRelay, n: int) -> None:
@@ -38,9 +47,7 @@ async def write_and_submit(store: MemoryStore, relay: OutboxRelay, n: int) -> No
 async def test_entries_submitted_while_confirmed_ones_are_removed_go_out_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, broker = MemoryStore(), MemoryBroker()
-    transport = broker.connect()
-    await transport.declare_queue(QUEUE)
+    store, broker, transport = await relay_parts()
     removing, release = asyncio.Event(), asyncio.Event()
     remove = OutboxRelay._remove_published
 
@@ -70,9 +77,7 @@ async def test_entries_submitted_while_confirmed_ones_are_removed_go_out_at_once
 async def test_entries_confirmed_close_together_are_removed_in_one_transaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, broker = MemoryStore(), MemoryBroker()
-    transport = broker.connect()
-    await transport.declare_queue(QUEUE)
+    store, broker, transport = await relay_parts()
     removals: list[int] = []
     remove = memory._Outbox.remove
 
