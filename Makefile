@@ -3,8 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: run test check lint format services venv soak bench bench-quick clean
+.PHONY: run test check lint format services venv soak bench bench-quick docs clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -35,6 +36,14 @@ bench: $(BENCH_STAMP) services
 bench-quick: $(BENCH_STAMP) services
 	$(BIN)/python -m benchmarks --quick
 
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
+
+## Build the reference in docs/ as a site in site/; any warning (a broken link) fails it.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -57,4 +66,4 @@ soak: venv services
 	done; echo "==> soak: $(SOAK_ROUNDS) rounds passed"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

@@ -9,70 +9,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 
 from api import problems
-from durable_sessions.apikeys import key_matches, load_api_keys
-from durable_sessions.client import Client
-from durable_sessions.endpoints import Endpoint, Endpoints
+from api.deps import ControlPlane, require_key, require_key_off_loopback
+from api.routes import dead_letters, sessions, soap, system
+from durable_sessions.broker.base import Broker
 from durable_sessions.errors import ConfigurationError
-from durable_sessions.metrics import Metrics
-from durable_sessions.relay import OutboxRelay
+from durable_sessions.hosting import composition
+from durable_sessions.hosting.apikeys import load_api_keys
+from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.settings import Settings
-from durable_sessions.store import Store
-from durable_sessions.transport import Transport
+from durable_sessions.store.base import Store
 
 MAX_BODY_BYTES = 1 << 20
-LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
-
-
-@dataclass(slots=True)
-class ControlPlane:
-    """What the routes work with, built once per application."""
-
-    settings: Settings
-    store: Store
-    transport: Transport
-    endpoints: Endpoints
-    relay: OutboxRelay
-    client: Client
-    metrics: Metrics
-    keys: list[str]
-
-
-def control_plane(request: Request) -> ControlPlane:
-    """The running application's :class:`ControlPlane`."""
-    plane: ControlPlane = request.app.state.plane
-    return plane
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-async def require_key(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
-) -> None:
-    """Accept only requests with ``Authorization: Bearer <a configured key>``."""
-    plane = control_plane(request)
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "send 'Authorization: Bearer <key>' (see DS_API_KEYS)")
-    if not key_matches(credentials.credentials, plane.keys):
-        raise HTTPException(401, "the bearer key is not valid")
-
-
-async def require_key_off_loopback(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
-) -> None:
-    """Health and metrics stay open on loopback; from elsewhere they need a key too."""
-    if request.client is None or request.client.host not in LOOPBACK:
-        await require_key(request, credentials)
 
 
 class BodyLimit:
@@ -124,13 +78,10 @@ def create_app(
     *,
     endpoints: Sequence[Endpoint] | None = None,
     store: Store | None = None,
-    transport: Transport | None = None,
+    broker: Broker | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """The control plane for ``settings``; ``store``/``transport`` replace the real ones."""
-    from api.routes import dead_letters, sessions, soap, system
-    from durable_sessions import hosting
-
+    """The control plane for ``settings``; ``store``/``broker`` replace the real ones."""
     keys = load_api_keys(settings)
     if not keys:
         raise ConfigurationError(
@@ -138,23 +89,25 @@ def create_app(
             f"once to generate one in {settings.api_keys_file}"
         )
     known = Endpoints(
-        endpoints if endpoints is not None else [e for e, _ in hosting.served_endpoints(settings)]
+        endpoints
+        if endpoints is not None
+        else [e for e, _ in composition.served_endpoints(settings)]
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_store = store or hosting.build_store(settings)
+        own_store = store or composition.build_store(settings)
         try:
-            own_transport = transport or await hosting.connect_broker(settings)
+            own_broker = broker or await composition.connect_broker(settings)
             try:
-                async with hosting.relayed_client(
-                    own_store, own_transport, known, settings
+                async with composition.relayed_client(
+                    own_store, own_broker, known, settings
                 ) as client:
                     assert client.relay is not None
                     app.state.plane = ControlPlane(
                         settings=settings,
                         store=own_store,
-                        transport=own_transport,
+                        broker=own_broker,
                         endpoints=known,
                         relay=client.relay,
                         client=client,
@@ -163,8 +116,8 @@ def create_app(
                     )
                     yield
             finally:
-                if transport is None:
-                    await own_transport.close()
+                if broker is None:
+                    await own_broker.close()
         finally:
             if store is None:
                 await own_store.close()

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from durable_sessions.control import ResumeAction
-from durable_sessions.endpoints import Endpoint
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import (
+from durable_sessions.engine.control import ResumeAction
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
     MessageRecord,

@@ -27,7 +27,7 @@ from benchmarks.infrastructure import (
     unique_name,
 )
 from benchmarks.results import THROUGHPUT, Database, Result
-from durable_sessions.sql.engine import create_engine
+from durable_sessions.store.sql.engine import create_engine
 
 CONFIRM_WINDOW = 256
 PREFETCH = 256

@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from benchmarks.results import Database
-from durable_sessions.records import SessionRecord
-from durable_sessions.sql import migrate
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.topology import EndpointTopology
+from durable_sessions.model.records import SessionRecord
+from durable_sessions.model.topology import EndpointTopology
+from durable_sessions.store.sql import migrate
+from durable_sessions.store.sql.store import SqlStore
 
 BROKER_URL = os.environ.get("DS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_URL = os.environ.get(

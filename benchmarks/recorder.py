@@ -11,8 +11,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from benchmarks.correctness import Tally, observe
-from durable_sessions.contracts import SessionMode, contract, operation
-from durable_sessions.services import service
+from durable_sessions.model.contracts import SessionMode, contract, operation
+from durable_sessions.model.services import service
 
 PAYLOAD = "x" * 480
 """With the operation name, number and envelope, a message body is about 512 bytes."""

@@ -26,8 +26,8 @@ from benchmarks.sessions import (
     tallies,
     wait_applied,
 )
-from durable_sessions.sql import schema
-from durable_sessions.sql.store import SqlStore
+from durable_sessions.store.sql import schema
+from durable_sessions.store.sql.store import SqlStore
 
 PACE_S = 0.02
 """Pause between a session's sends, so the workers are busy but not swamped."""

@@ -20,13 +20,13 @@ from benchmarks.infrastructure import BROKER_URL, insert_sessions, say, scratch_
 from benchmarks.recorder import SERVICE_PATH
 from benchmarks.results import Database, Result
 from benchmarks.stats import percentile
-from durable_sessions.hosting import build_store, served_endpoints
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.records import SessionRecord, new_id, utcnow
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.hosting.composition import build_store, served_endpoints
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import SessionRecord, new_id, utcnow
 from durable_sessions.settings import Settings
-from durable_sessions.sql import schema
-from durable_sessions.sql.store import SqlStore
+from durable_sessions.store.sql import schema
+from durable_sessions.store.sql.store import SqlStore
 
 API_KEY = "benchmark-key"
 STATES = (
@@ -89,7 +89,7 @@ async def control_plane(sessions: int, requests: int, logs: Path) -> Result:
         try:
             ids = await store_sessions(store, contract, endpoint.name, sessions)
             app = create_app(
-                settings, endpoints=[endpoint], store=store, transport=MemoryBroker().connect()
+                settings, endpoints=[endpoint], store=store, broker=MemoryNode().connect()
             )
             listing_url = f"/v1/sessions?state=open&contract={contract}&limit={PAGE}"
             chosen = random.Random(6)

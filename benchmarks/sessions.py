@@ -32,14 +32,19 @@ from benchmarks.infrastructure import (
 from benchmarks.recorder import PAYLOAD, SERVICE_PATH
 from benchmarks.results import THROUGHPUT, Database, Result
 from benchmarks.stats import percentile
-from durable_sessions.client import Client
-from durable_sessions.endpoints import Endpoint, Endpoints
-from durable_sessions.hosting import build_store, connect_broker, relayed_client, served_endpoints
-from durable_sessions.records import SessionRecord, new_id, utcnow
-from durable_sessions.sending import SendRequest
+from durable_sessions.engine.client import Client
+from durable_sessions.engine.sending import SendRequest
+from durable_sessions.hosting.composition import (
+    build_store,
+    connect_broker,
+    relayed_client,
+    served_endpoints,
+)
+from durable_sessions.model.endpoints import Endpoint, Endpoints
+from durable_sessions.model.records import SessionRecord, new_id, utcnow
 from durable_sessions.settings import Settings
-from durable_sessions.sql import schema
-from durable_sessions.sql.store import SqlStore
+from durable_sessions.store.sql import schema
+from durable_sessions.store.sql.store import SqlStore
 
 APPLY_TIMEOUT_S = 300.0
 POLL_S = 0.01
@@ -71,14 +76,14 @@ async def deployed(database: Database, logs: Path, workers: int = 1) -> AsyncIte
         ]
         store = build_store(settings)
         try:
-            transport = await connect_broker(settings)
+            broker = await connect_broker(settings)
             try:
-                await transport.declare(endpoint.topology)
+                await broker.declare(endpoint.topology)
                 async with running_workers(processes):
                     queues = [q.name for q in endpoint.topology.session_queues]
                     await wait_for_consumers(queues, workers, 60.0)
                     async with relayed_client(
-                        store, transport, Endpoints([endpoint]), settings
+                        store, broker, Endpoints([endpoint]), settings
                     ) as client:
                         # As the worker does: the harness's own objects (earlier runs' results
                         # among them) are left out of full collections, whose pauses would
@@ -90,7 +95,7 @@ async def deployed(database: Database, logs: Path, workers: int = 1) -> AsyncIte
                     say(f"--- end of {process.name}'s log:\n{process.tail()}")
                 raise
             finally:
-                await transport.close()
+                await broker.close()
         finally:
             await store.close()
             await delete_topology(endpoint.topology)

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from durable_sessions.settings import Settings
-from durable_sessions.sql.engine import create_engine
-from durable_sessions.sql.schema import Base
+from durable_sessions.store.sql.engine import create_engine
+from durable_sessions.store.sql.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import durable_sessions.sql.schema
+import durable_sessions.store.sql.schema
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

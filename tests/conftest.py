@@ -1,4 +1,5 @@
-"""Shared fixtures: stores on memory, SQLite and PostgreSQL, all migrated by Alembic."""
+"""Shared fixtures: stores on memory, SQLite and PostgreSQL (migrated by Alembic), and whole
+stacks of a store and a broker, on the twins and on the real services."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
-from durable_sessions.memory import MemoryStore
-from durable_sessions.sql import migrate, schema
-from durable_sessions.sql.engine import create_engine
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import Store
-from tests.services import POSTGRES_ADMIN_URL, require
+from durable_sessions.broker.base import Broker
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.broker.rabbitmq import RabbitBroker
+from durable_sessions.store.base import Store
+from durable_sessions.store.memory import MemoryStore
+from durable_sessions.store.sql import migrate
+from durable_sessions.store.sql.engine import create_engine
+from durable_sessions.store.sql.store import SqlStore
+from tests.services import BROKER_URL, POSTGRES_ADMIN_URL, require
+from tests.stacks import Stack, delete_topology, empty_postgres
 
 os.environ.setdefault("DS_LOG_LEVEL", "WARNING")
 T = TypeVar("T")
@@ -88,16 +93,6 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def _empty_postgres(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            names = ", ".join(t.name for t in schema.Base.metadata.sorted_tables)
-            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(
     params=[
         pytest.param("memory"),
@@ -114,9 +109,50 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         url = request.getfixturevalue("sqlite_url")
     else:
         url = request.getfixturevalue("postgres_url")
-        await _empty_postgres(url)
+        await empty_postgres(url)
     sql_store = SqlStore.from_url(url)
     try:
         yield sql_store
     finally:
         await sql_store.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory"),
+        pytest.param("sqlite", marks=pytest.mark.rabbitmq),
+        pytest.param("postgres", marks=[pytest.mark.rabbitmq, pytest.mark.postgres]),
+    ]
+)
+async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """The same behaviour on the twins and on the real services."""
+    if request.param == "memory":
+        node = MemoryNode()
+
+        async def connect_memory() -> Broker:
+            return node.connect()
+
+        made = Stack("memory", MemoryStore(), connect_memory, node)
+    else:
+        require("RabbitMQ", BROKER_URL, 5672)
+        if request.param == "sqlite":
+            url = request.getfixturevalue("sqlite_url")
+        else:
+            url = request.getfixturevalue("postgres_url")
+            await empty_postgres(url)
+        store = SqlStore.from_url(url)
+
+        async def connect_rabbit() -> Broker:
+            return await RabbitBroker.connect(BROKER_URL)
+
+        made = Stack(request.param, store, connect_rabbit)
+    try:
+        yield made
+    finally:
+        for runtime in made.runtimes:
+            await runtime.stop()
+        await made.exits.aclose()
+        if made.kind != "memory":
+            for topology in made.topologies:
+                await delete_topology(topology)
+        await made.store.close()

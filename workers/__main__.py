@@ -1,7 +1,5 @@
-"""``python -m workers``: the same as ``durable-sessions worker``."""
+"""``python -m workers``: one worker process, as ``durable-sessions worker`` runs it."""
 
-import sys
+from workers.main import main
 
-from durable_sessions.cli import main
-
-main(["worker", *sys.argv[1:]])
+main()

@@ -1,23 +1,32 @@
-"""The worker process: settings in, runtime out, stopped cleanly by SIGTERM or SIGINT."""
+"""The worker process: settings in, runtime out, stopped cleanly by SIGTERM or SIGINT.
+
+``python -m workers [--service module:Service ...] [--endpoint NAME]`` and
+``durable-sessions worker`` both run :func:`run`.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 
-from durable_sessions.hosting import (
+from durable_sessions.engine.runtime import Runtime
+from durable_sessions.errors import DurableSessionsError
+from durable_sessions.hosting.composition import (
     build_store,
     connect_broker,
     reliable_settings,
     served_endpoints,
     throttles,
 )
-from durable_sessions.metrics import Metrics
+from durable_sessions.hosting.logs import setup_logging
+from durable_sessions.hosting.metrics import Metrics
 from durable_sessions.reliable.amqp import AmqpReliableDestination
-from durable_sessions.runtime import Runtime
+from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings, redact_url
 
 log = logging.getLogger("durable_sessions.worker")
@@ -31,15 +40,17 @@ async def serve(
     store = build_store(settings)
     try:
         await store.ping()
-        transport = await connect_broker(settings)
+        broker = await connect_broker(settings)
         try:
             runtime = Runtime(
                 store,
-                transport,
+                broker,
                 served,
                 throttles=throttles(settings),
                 sweep_interval_s=settings.sweep_interval_s,
-                reliable=reliable_settings(settings),
+                wakeups=DestinationWakeups(
+                    store, [e.name for e, _ in served], reliable_settings(settings)
+                ),
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
                 on_batch=Metrics().observe_batch,
@@ -55,7 +66,7 @@ async def serve(
             destinations = [
                 AmqpReliableDestination(
                     store,
-                    transport,
+                    broker,
                     endpoint_,
                     settings=reliable_settings(settings),
                     relay=runtime.relay,
@@ -90,7 +101,34 @@ async def serve(
                 if isinstance(outcome, Exception):
                     raise outcome
         finally:
-            await transport.close()
+            await broker.close()
     finally:
         await store.close()
     log.info("stopped")
+
+
+def run(settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None) -> None:
+    """Set up logging, then :func:`serve` until SIGTERM or SIGINT."""
+    setup_logging("worker", settings.log_level)
+    asyncio.run(serve(settings, service_paths, endpoint))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m workers``: a known error prints one line instead of a traceback."""
+    parser = argparse.ArgumentParser(
+        prog="python -m workers",
+        description="Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="MODULE:SERVICE",
+        help="service to serve (repeatable; default: DS_SERVICES)",
+    )
+    parser.add_argument("--endpoint", help="endpoint name (default: from the contract name)")
+    arguments = parser.parse_args(argv)
+    try:
+        run(Settings(), arguments.service, arguments.endpoint)
+    except DurableSessionsError as error:
+        sys.exit(f"error: {error}")

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 
-from api.app import ControlPlane, control_plane
+from api.deps import Plane
 from api.schemas import Accepted, DeadLetterOut, DeadLetterPage, decode_cursor, encode_cursor
-from durable_sessions.control import replay_dead_letter
+from durable_sessions.engine.control import replay_dead_letter
 from durable_sessions.errors import ConfigurationError, DeadLetterNotFound
-from durable_sessions.records import DeadLetterReason, utcnow
-from durable_sessions.sending import Sent
-from durable_sessions.store import MAX_PAGE, DeadLetterQuery
+from durable_sessions.model.records import DeadLetterReason, utcnow
+from durable_sessions.store.base import MAX_PAGE, DeadLetterQuery
 
 router = APIRouter(tags=["dead letters"])
-Plane = Annotated[ControlPlane, Depends(control_plane)]
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage)
@@ -59,9 +57,7 @@ async def show_dead_letter(dead_letter_id: str, plane: Plane) -> DeadLetterOut:
 async def replay(dead_letter_id: str, plane: Plane) -> Accepted:
     """Send the dead letter's call again: at the end of its open session, or as a datagram."""
     now = utcnow()
-    sent: Sent = await plane.client.transact(
-        lambda uow: replay_dead_letter(
-            uow, plane.endpoints, dead_letter_id, now, plane.relay.claim(now)
-        )
+    sent = await plane.client.transact(
+        lambda tx: replay_dead_letter(tx, plane.endpoints, dead_letter_id, now)
     )
     return Accepted.of(sent.message)

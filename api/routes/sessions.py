@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.app import ControlPlane, control_plane
+from api.deps import ControlPlane, Plane
 from api.schemas import (
     Accepted,
     MessageOut,
@@ -23,21 +23,20 @@ from api.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from durable_sessions.control import close_session, resume_session, terminate_session
-from durable_sessions.endpoints import Endpoint
+from durable_sessions.engine.control import close_session, resume_session, terminate_session
+from durable_sessions.engine.sending import SendRequest, open_session
 from durable_sessions.errors import (
     ConfigurationError,
     MessageNotFound,
     SessionNotFound,
     UnknownContract,
 )
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import MessageRecord, MessageStatus, SessionRecord, utcnow
-from durable_sessions.sending import SendRequest, open_session
-from durable_sessions.store import MAX_PAGE, SessionQuery
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import MessageRecord, MessageStatus, SessionRecord, utcnow
+from durable_sessions.store.base import MAX_PAGE, SessionQuery
 
 router = APIRouter(tags=["sessions"])
-Plane = Annotated[ControlPlane, Depends(control_plane)]
 MAX_WAIT_S = 60.0
 
 
@@ -75,8 +74,8 @@ async def create_session(body: OpenSession, plane: Plane, response: Response) ->
     endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
     now = utcnow()
     session: SessionRecord = await plane.client.transact(
-        lambda uow: open_session(
-            uow,
+        lambda tx: open_session(
+            tx.uow,
             endpoint,
             now,
             inactivity_timeout_s=body.inactivity_timeout_s
@@ -234,7 +233,7 @@ async def close(session_id: str, plane: Plane) -> SessionOut:
     """Close gracefully: ``closing`` now, ``closed`` once pending messages are applied."""
     now = utcnow()
     session: SessionRecord = await plane.client.transact(
-        lambda uow: close_session(uow, session_id, now)
+        lambda tx: close_session(tx.uow, session_id, now)
     )
     return SessionOut.of(session)
 
@@ -245,7 +244,7 @@ async def terminate(session_id: str, plane: Plane, body: Terminate | None = None
     reason = (body or Terminate()).reason
     now = utcnow()
     session: SessionRecord = await plane.client.transact(
-        lambda uow: terminate_session(uow, session_id, reason, now)
+        lambda tx: terminate_session(tx.uow, session_id, reason, now)
     )
     return SessionOut.of(session)
 
@@ -255,10 +254,7 @@ async def resume(session_id: str, body: Resume, plane: Plane) -> SessionOut:
     """Resume a faulted session: retry the failed message, or skip it."""
     endpoint = _endpoint(plane, await _session(plane, session_id))
     now = utcnow()
-    session, entries = await plane.client.transact(
-        lambda uow: resume_session(
-            uow, endpoint, session_id, body.action, now, plane.relay.claim(now)
-        )
+    session = await plane.client.transact(
+        lambda tx: resume_session(tx, endpoint, session_id, body.action, now)
     )
-    plane.relay.submit(entries)
     return SessionOut.of(session)

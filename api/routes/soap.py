@@ -8,19 +8,17 @@ such endpoint), 413 (too large), 415 (not SOAP) or 500 (the receiver's fault).
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Depends, Request, Response
-
-from api.app import ControlPlane, control_plane
+from api.deps import Plane
 from durable_sessions.errors import (
     ConfigurationError,
     MessageRejected,
     SessionError,
 )
-from durable_sessions.hosting import reliable_settings
+from durable_sessions.hosting.composition import reliable_settings
+from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
-from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     AddressingFaultCode,
@@ -30,9 +28,9 @@ from durable_sessions.wsrm.messages import (
     RMVersion,
 )
 from durable_sessions.wsrm.settings import ReliableSessionSettings
+from durable_sessions.wsrm.xml import codec
 
 router = APIRouter(tags=["reliable sessions"])
-Plane = Annotated[ControlPlane, Depends(control_plane)]
 
 SOAP_MEDIA_TYPE = "application/soap+xml"
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -95,7 +93,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
     host = ReliableSessionHost(
         plane.store,
         plane.endpoints[endpoint],
-        codec.CALL_FORMAT,
+        CALL_FORMAT,
         address=str(request.url),
         settings=reliable_settings(plane.settings),
         relay=plane.relay,

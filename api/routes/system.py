@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from api.app import ControlPlane, control_plane
+from api.deps import Plane
 from api.schemas import ContractOut
 from durable_sessions.errors import DurableSessionsError
-from durable_sessions.metrics import render
-from durable_sessions.records import utcnow
+from durable_sessions.hosting.metrics import render
+from durable_sessions.model.records import utcnow
 
 v1 = APIRouter(tags=["contracts"])
 probes = APIRouter(tags=["operations"])
-Plane = Annotated[ControlPlane, Depends(control_plane)]
 
 
 @v1.get("/contracts", response_model=list[ContractOut])
@@ -34,7 +31,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(plane: Plane) -> JSONResponse:
     """The database and the broker are reachable."""
     checks: dict[str, str] = {}
-    for name, ping in (("database", plane.store.ping), ("broker", plane.transport.ping)):
+    for name, ping in (("database", plane.store.ping), ("broker", plane.broker.ping)):
         try:
             await ping()
             checks[name] = "ok"

@@ -53,7 +53,7 @@ def load_settings(database_url: str | None = None) -> Settings:
 @app.command()
 def migrate(database_url: DatabaseUrl = None) -> None:
     """Create or upgrade the database schema to the newest revision."""
-    from durable_sessions.sql import migrate as migrations
+    from durable_sessions.store.sql import migrate as migrations
 
     settings = load_settings(database_url)
     url = settings.database_url
@@ -83,12 +83,9 @@ def worker(
     ] = None,
 ) -> None:
     """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
-    from durable_sessions.logs import setup_logging
-    from workers.main import serve
+    from workers.main import run
 
-    settings = load_settings()
-    setup_logging("worker", settings.log_level)
-    asyncio.run(serve(settings, service or [], endpoint))
+    run(load_settings(), service or [], endpoint)
 
 
 @app.command()
@@ -97,21 +94,9 @@ def api(
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
 ) -> None:
     """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
-    import uvicorn
+    from api.main import run
 
-    from api.app import create_app
-    from durable_sessions.logs import setup_logging
-
-    settings = load_settings()
-    setup_logging("api", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    run(load_settings(), host, port)
 
 
 @app.command()
@@ -125,7 +110,7 @@ def up(
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
-    from durable_sessions.logs import setup_logging
+    from durable_sessions.hosting.logs import setup_logging
 
     settings = load_settings()
     setup_logging("up", settings.log_level)

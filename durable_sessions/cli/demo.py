@@ -21,7 +21,7 @@ import httpx
 from durable_sessions.cli.supervisor import Supervisor
 from durable_sessions.cli.up import wait_ready
 from durable_sessions.settings import Settings, redact_url
-from durable_sessions.sql import migrate
+from durable_sessions.store.sql import migrate
 
 ENDPOINT = "demo-calculator"
 FIRST = [

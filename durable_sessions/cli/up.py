@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from durable_sessions.apikeys import ensure_api_key
 from durable_sessions.cli.supervisor import Supervisor
-from durable_sessions.metrics import MULTIPROCESS_ENV
+from durable_sessions.hosting.apikeys import ensure_api_key
+from durable_sessions.hosting.metrics import MULTIPROCESS_ENV
 from durable_sessions.settings import Settings, redact_url
-from durable_sessions.sql import migrate
+from durable_sessions.store.sql import migrate
 
 log = logging.getLogger("durable_sessions.up")
 

@@ -12,8 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from durable_sessions.contracts import SessionMode, contract, operation
-from durable_sessions.services import service
+from durable_sessions import SessionMode, contract, operation, service
 
 
 @contract(session_mode=SessionMode.REQUIRED)

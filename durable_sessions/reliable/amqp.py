@@ -26,7 +26,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from durable_sessions.endpoints import Endpoint
+from durable_sessions.broker.base import Broker, Consumer, Delivery
+from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -34,13 +35,13 @@ from durable_sessions.errors import (
     SessionError,
     StoreError,
 )
-from durable_sessions.records import OutboxRecord, utcnow
-from durable_sessions.relay import OutboxRelay
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.records import OutboxRecord, utcnow
+from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
 from durable_sessions.reliable.host import ReliableSessionHost
-from durable_sessions.store import Store
-from durable_sessions.transport import Consumer, Delivery, Transport
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.store.base import Store
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     WSA_ANONYMOUS,
@@ -51,6 +52,7 @@ from durable_sessions.wsrm.messages import (
     reply_address,
 )
 from durable_sessions.wsrm.settings import ReliableSessionSettings
+from durable_sessions.wsrm.xml import codec
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class AmqpReliableDestination:
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        broker: Broker,
         endpoint: Endpoint,
         *,
         settings: ReliableSessionSettings | None = None,
@@ -102,13 +104,13 @@ class AmqpReliableDestination:
         prefetch: int = DEFAULT_PREFETCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.transport = transport
+        self.broker = broker
         self.queue = endpoint.topology.wsrm_queue.name
         self.address = queue_address(self.queue)
         self.host = ReliableSessionHost(
             store,
             endpoint,
-            codec.CALL_FORMAT,
+            CALL_FORMAT,
             address=self.address,
             settings=settings,
             relay=relay,
@@ -120,7 +122,7 @@ class AmqpReliableDestination:
 
     async def run(self) -> None:
         """Consume the WS-RM queue (declared with the endpoint's topology) until stopped."""
-        self._consumer = consumer = await self.transport.consume([self.queue], self.prefetch)
+        self._consumer = consumer = await self.broker.consume([self.queue], self.prefetch)
         if self._stopped:  # stopped while it was starting to consume
             await consumer.close()
             return
@@ -189,16 +191,16 @@ class AmqpReliableDestination:
             return
         record = _envelope_record(queue, dataclasses.replace(answer, to=to), version)
         try:
-            await self.transport.publish([record])  # unconfirmed: the source asks again
+            await self.broker.publish([record])  # unconfirmed: the source asks again
         except BrokerUnavailable as error:
             log.warning("could not answer %s: %s", request.message_id, error)
 
 
 class AmqpReliableSessionClient(ReliableClient):
-    """Opens WS-RM sequences to the destination at ``address`` over ``transport``.
+    """Opens WS-RM sequences to the destination at ``address`` over ``broker``.
 
     ``address`` is the destination's :func:`queue_address` (its endpoint's WS-RM queue).
-    ``transport`` is left open; :meth:`aclose` stops reading the reply queues of sequences
+    ``broker`` is left open; :meth:`aclose` stops reading the reply queues of sequences
     still open, which stay stored (queue included) and resumable.
     """
 
@@ -207,7 +209,7 @@ class AmqpReliableSessionClient(ReliableClient):
         address: str,
         contract: type[Any],
         *,
-        transport: Transport,
+        broker: Broker,
         store: Store,
         settings: ReliableSessionSettings | None = None,
         send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
@@ -222,20 +224,20 @@ class AmqpReliableSessionClient(ReliableClient):
             address,
             contract,
             store=store,
-            calls=codec.CALL_FORMAT,
+            calls=CALL_FORMAT,
             settings=settings,
             send_timeout_s=send_timeout_s,
             clock=clock,
         )
-        self.transport = transport
+        self.broker = broker
         self.queue = queue
         self._links: set[_AmqpLink] = set()
 
     async def link(self, create_id: str) -> Link:
         """Declare the sequence's reply queue and start reading it."""
         queue = reply_queue(create_id)
-        await self.transport.declare_queue(queue)
-        consumer = await self.transport.consume([queue], DEFAULT_PREFETCH)
+        await self.broker.declare_queue(queue)
+        consumer = await self.broker.consume([queue], DEFAULT_PREFETCH)
         link = _AmqpLink(self, queue, consumer)
         self._links.add(link)
         return link
@@ -259,7 +261,7 @@ class _AmqpLink(Link):
     async def send(self, envelope: Envelope) -> Envelope | None:
         record = _envelope_record(self.client.queue, envelope, self.client.settings.version)
         try:
-            await self.client.transport.publish([record])
+            await self.client.broker.publish([record])
         except BrokerUnavailable as error:
             log.warning("lost a WS-RM envelope on the way (it is resent): %s", error)
         return None  # the answers come on the reply queue
@@ -283,4 +285,4 @@ class _AmqpLink(Link):
         self.client._links.discard(self)
         await self.consumer.close()
         if ended:
-            await self.client.transport.delete_queue(self.queue)
+            await self.client.broker.delete_queue(self.queue)

@@ -4,7 +4,7 @@
 engine retransmit, absorbs acknowledgements and replies, and saves the sequence state (and
 that of the offered reply sequence) in the client's store after every step, so
 ``session(resume=identifier)`` in a new process continues where an old one stopped. A
-:class:`Link` carries the envelopes: :mod:`~durable_sessions.reliable.http_client` posts them
+:class:`Link` carries the envelopes: :mod:`~durable_sessions.reliable.http` posts them
 and reads the answer on the response; :mod:`~durable_sessions.reliable.amqp` publishes them and
 reads what comes back on a reply queue. Both clients subclass :class:`ReliableClient`.
 """
@@ -20,13 +20,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from durable_sessions.client import ContractProxy
-from durable_sessions.contracts import OperationSpec, contract_of
+from durable_sessions.engine.client import ContractProxy
 from durable_sessions.errors import MessageRejected, OperationFailed
-from durable_sessions.records import SequenceRecord, utcnow
+from durable_sessions.model.contracts import OperationSpec, contract_of
+from durable_sessions.model.records import SequenceRecord, utcnow
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, call_action
 from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
-from durable_sessions.store import Store
+from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.actions import Action, Deliver, Faulted, Send
 from durable_sessions.wsrm.destination import DestinationSequenceState, ReliableDestination
@@ -73,7 +73,7 @@ class Link(ABC):
 class ReliableClient(ABC):
     """Opens WS-RM sequences to one destination ``address`` and calls ``contract`` through them.
 
-    ``calls`` writes calls and reads replies (``codec.CALL_FORMAT``). Subclasses make the
+    ``calls`` writes calls and reads replies (``calls.CALL_FORMAT``). Subclasses make the
     :class:`Link` of each sequence; :meth:`aclose` (or leaving ``async with``) releases what
     the client holds, and its sequences stay stored and resumable.
     """

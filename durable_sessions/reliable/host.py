@@ -7,8 +7,8 @@ A sequence maps onto one session of the endpoint's contract:
   (Offer) becomes the source sequence that carries the replies of two-way operations.
 - Each application message is an operation call (:mod:`~durable_sessions.reliable.calls`). The
   engine delivers it exactly once, in message-number order, and it goes through the send path
-  (:mod:`durable_sessions.sending`) with a message id derived from the sequence and the number,
-  so its ``seq`` is its message number and the workers apply it like any other message.
+  (:mod:`durable_sessions.engine.sending`) with a message id derived from the sequence and the
+  number, so its ``seq`` is its message number and the workers apply it like any other message.
 - TerminateSequence (or the inactivity timeout) after the last message closes the session; a
   faulted sequence (the inactivity timeout before the last message, for one) terminates it.
 
@@ -29,24 +29,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from durable_sessions import sending
-from durable_sessions.contracts import OperationSpec
-from durable_sessions.control import close_session, terminate_session
-from durable_sessions.endpoints import Endpoint
+from durable_sessions.engine import sending
+from durable_sessions.engine.control import close_session, terminate_session
+from durable_sessions.engine.outbox import OutboxRelay, OutboxTransaction, publish_after_commit
 from durable_sessions.errors import MessageRejected, NotInitiating
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import (
+from durable_sessions.model.contracts import OperationSpec
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import (
     MessageRecord,
     MessageStatus,
-    OutboxRecord,
     SequenceRecord,
     SequenceRole,
     utcnow,
 )
-from durable_sessions.relay import OutboxRelay
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, reply_action
 from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
-from durable_sessions.store import Store, UnitOfWork
+from durable_sessions.store.base import Store, UnitOfWork
 from durable_sessions.wsrm import faults, snapshot
 from durable_sessions.wsrm.actions import Action, Deliver, Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import DestinationSequenceState, ReliableDestination
@@ -92,7 +91,6 @@ class _Received:
     record: SequenceRecord
     state: DestinationSequenceState
     actions: list[Action]
-    outbox: list[OutboxRecord]
 
 
 class ReliableSessionHost:
@@ -150,8 +148,6 @@ class ReliableSessionHost:
         received = await self._receive(identifier, envelope, version, sequence, call)
         if isinstance(received, Envelope) or received is None:
             return received
-        if self.relay is not None:
-            self.relay.submit(received.outbox)
         engine = self.destination(received.record.rm_version)
         answer = _answer(received.actions)
         if answer is not None or isinstance(body, TerminateSequence):
@@ -258,7 +254,8 @@ class ReliableSessionHost:
         call: Call | None,
     ) -> _Received | Envelope | None:
         now = self.clock()
-        async with self.store.transaction() as uow:
+        async with publish_after_commit(self.store, self.relay, now) as tx:
+            uow = tx.uow
             record = await uow.sequences.get(identifier, lock=True)
             if (
                 record is None
@@ -274,41 +271,35 @@ class ReliableSessionHost:
                 if not op.initiating:
                     raise NotInitiating(sending.not_initiating_text(op, self.endpoint))
             state, actions = engine.receive(state, envelope, seconds(now))
-            outbox = await self._apply(uow, record, actions)
+            await self._apply(tx, record, actions)
             await self._acknowledge_replies(uow, envelope)
             # The acknowledgement travels on this response, so none is due any more.
             state = dataclasses.replace(state, ack_due_at=None)
             record = await uow.sequences.update(saved(record, engine, state, now))
             if record.ended:
                 await end_offered(uow, state, now)
-        return _Received(record, state, actions, outbox)
+        return _Received(record, state, actions)
 
     async def _apply(
-        self, uow: UnitOfWork, record: SequenceRecord, actions: list[Action]
-    ) -> list[OutboxRecord]:
+        self, tx: OutboxTransaction, record: SequenceRecord, actions: list[Action]
+    ) -> None:
         session_id = record.session_id
         assert session_id is not None  # checked by the caller
         now = self.clock()
-        claim = None if self.relay is None else self.relay.claim(now)
-        outbox: list[OutboxRecord] = []
         for action in actions:
             if isinstance(action, Deliver):
                 call = self.calls.read_call(_payload(action.payload))
-                sent = await sending.send(
-                    uow,
+                await sending.send(
+                    tx,
                     self.endpoint,
                     session_id,
                     call.operation,
                     call.args,
                     now,
                     message_id=message_id_of(record.identifier, action.number),
-                    claim=claim,
                 )
-                if sent.outbox is not None:
-                    outbox.append(sent.outbox)
             elif isinstance(action, Terminated | Faulted):
-                await end_session(uow, session_id, action, now)
-        return outbox
+                await end_session(tx.uow, session_id, action, now)
 
     async def _acknowledge_replies(self, uow: UnitOfWork, envelope: Envelope) -> None:
         for ack in envelope.acknowledgements:
@@ -353,7 +344,8 @@ class ReliableSessionHost:
 
     async def _number_reply(self, identifier: str, envelope: Envelope) -> Envelope | None:
         now = self.clock()
-        async with self.store.transaction() as uow:
+        async with publish_after_commit(self.store, self.relay, now) as tx:
+            uow = tx.uow
             record = await uow.sequences.get(identifier, lock=True)
             if record is None or record.ended:
                 return envelope

@@ -10,7 +10,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
-from durable_sessions.records import SequenceRecord, SequenceRole
+from durable_sessions.model.records import SequenceRecord, SequenceRole
 from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.destination import (
     DestinationSequenceState,

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Collection
 from datetime import datetime
 
-from durable_sessions.records import SequenceRole
+from durable_sessions.model.records import SequenceRole
 from durable_sessions.reliable.host import end_offered, end_session
 from durable_sessions.reliable.sequences import saved, seconds
-from durable_sessions.store import Store
+from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.actions import Faulted, Terminated
 from durable_sessions.wsrm.destination import ReliableDestination

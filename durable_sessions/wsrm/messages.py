@@ -1,8 +1,8 @@
 """WS-ReliableMessaging messages as plain values, the same for every RM version.
 
-The codec (:mod:`durable_sessions.wsrm.codec`) writes these values as SOAP 1.2 envelopes in WS-RM
-February 2005 (WCF's default) or WS-RM 1.1 and reads them back from either; nothing here knows
-about XML. Application bodies stay opaque (:class:`Payload`), so the rest of the system never
+The codec (:mod:`durable_sessions.wsrm.xml`) writes these values as SOAP 1.2 envelopes in
+WS-RM February 2005 (WCF's default) or WS-RM 1.1 and reads them back from either; nothing here
+knows about XML. Application bodies stay opaque (:class:`Payload`), so the rest of the system never
 needs an XML library.
 """
 

@@ -13,15 +13,15 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from durable_sessions.contracts import SessionMode, contract, operation
-from durable_sessions.endpoints import Endpoint
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.engine.runtime import Runtime
 from durable_sessions.examples.calculator import CalculatorService
-from durable_sessions.memory import MemoryStore
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.runtime import Runtime
-from durable_sessions.services import service, service_of
+from durable_sessions.hosting.testing import FAST_POISON
+from durable_sessions.model.contracts import SessionMode, contract, operation
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.services import service, service_of
 from durable_sessions.settings import Settings
-from durable_sessions.testing import FAST_POISON
+from durable_sessions.store.memory import MemoryStore
 
 KEY = "test-key-123"
 PROBLEM = "application/problem+json"
@@ -50,7 +50,7 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
-    broker, store = MemoryBroker(), MemoryStore()
+    node, store = MemoryNode(), MemoryStore()
     served = [
         (
             Endpoint.for_service(service_of(CalculatorService), poison=FAST_POISON),
@@ -59,12 +59,10 @@ def stack(tmp_path: Path) -> Stack:
         (Endpoint.for_service(service_of(NotesService)), service_of(NotesService)),
     ]
     runtime = Runtime(
-        store, broker.connect(), served, sweep_interval_s=0.02, relay_poll_interval_s=0.02
+        store, node.connect(), served, sweep_interval_s=0.02, relay_poll_interval_s=0.02
     )
     settings = Settings(api_keys=KEY, api_keys_file=str(tmp_path / "keys"))  # type: ignore[arg-type]
-    app = create_app(
-        settings, endpoints=[e for e, _ in served], store=store, transport=broker.connect()
-    )
+    app = create_app(settings, endpoints=[e for e, _ in served], store=store, broker=node.connect())
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     client = httpx.AsyncClient(
         transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {KEY}"}

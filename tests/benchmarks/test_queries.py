@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from benchmarks.recovery import advanced, in_flight
-from durable_sessions.records import SessionRecord, new_id
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import Store
+from durable_sessions.model.records import SessionRecord, new_id
+from durable_sessions.store.base import Store
+from durable_sessions.store.sql.store import SqlStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,10 +11,10 @@ import random
 from collections.abc import Sequence
 from datetime import timedelta
 
-from durable_sessions.records import OutboxRecord, utcnow
-from durable_sessions.store import Store
-from durable_sessions.transport import Transport
-from durable_sessions.wire import WireMessage
+from durable_sessions.broker.base import Broker
+from durable_sessions.model.records import OutboxRecord, utcnow
+from durable_sessions.model.wire import WireMessage
+from durable_sessions.store.base import Store
 
 OWNER = "e2e-chaos-relay"
 CLAIM = timedelta(hours=1)
@@ -24,9 +24,9 @@ BATCH = 1000
 class ChaosRelay:
     """Publishes a run's outbox entries out of order and more than once."""
 
-    def __init__(self, store: Store, transport: Transport, rng: random.Random) -> None:
+    def __init__(self, store: Store, broker: Broker, rng: random.Random) -> None:
         self.store = store
-        self.transport = transport
+        self.broker = broker
         self.rng = rng
         self.published = 0
 
@@ -76,7 +76,7 @@ class ChaosRelay:
 
     async def publish(self, entries: Sequence[OutboxRecord]) -> None:
         """Publish ``entries`` in this order; every one must be confirmed."""
-        confirmed = await self.transport.publish(entries)
+        confirmed = await self.broker.publish(entries)
         assert all(confirmed), f"{confirmed.count(False)} of {len(entries)} not confirmed"
         self.published += len(entries)
 

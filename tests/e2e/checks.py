@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from durable_sessions.errors import StoreError
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import MessageStatus
-from durable_sessions.sql import schema
-from durable_sessions.sql.engine import translated_errors
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import DeadLetterQuery
-from durable_sessions.topology import EndpointTopology
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import MessageStatus
+from durable_sessions.model.topology import EndpointTopology
+from durable_sessions.store.base import DeadLetterQuery
+from durable_sessions.store.sql import schema
+from durable_sessions.store.sql.engine import translated_errors
+from durable_sessions.store.sql.store import SqlStore
 from tests.e2e.faults import queue_depths
 from tests.e2e.plan import Plan
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from durable_sessions.sql import migrate
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.topology import EndpointTopology
-from tests.bindings.conftest import delete_topology
+from durable_sessions.model.topology import EndpointTopology
+from durable_sessions.store.sql import migrate
+from durable_sessions.store.sql.store import SqlStore
 from tests.conftest import _admin
 from tests.e2e.checks import Verdict, all_applied, settled, verify
 from tests.e2e.faults import ensure_up, queue_depths, require_rabbitmq_control
@@ -31,6 +30,7 @@ from tests.e2e.journal import SERVICE_PATH
 from tests.e2e.plan import Plan
 from tests.e2e.processes import Fleet, child_env
 from tests.services import BROKER_URL, POSTGRES_ADMIN_URL, require
+from tests.stacks import delete_topology
 
 LEASE_S = 2.0
 """The relays' claim on outbox entries: short, so a dead relay's entries go out soon."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_sessions.topology import EndpointTopology
+from durable_sessions.model.topology import EndpointTopology
 from tests.e2e.processes import POLL_S, REPO
 from tests.services import in_ci, reachable
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from durable_sessions.records import JSON
+from durable_sessions.model.records import JSON
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,11 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
-from durable_sessions.rabbitmq import RabbitTransport
+from durable_sessions.broker.rabbitmq import RabbitBroker
 from durable_sessions.reliable.amqp import AmqpReliableSessionClient
 from durable_sessions.reliable.client import ReliableClient
-from durable_sessions.reliable.http_client import ReliableSessionClient
-from durable_sessions.sql.store import SqlStore
+from durable_sessions.reliable.http import ReliableSessionClient
+from durable_sessions.store.sql.store import SqlStore
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from tests.e2e.journal import Journal
 
@@ -47,19 +47,19 @@ async def connected(
         ) as client:
             yield client
         return
-    transport = await RabbitTransport.connect(broker)
+    connection = await RabbitBroker.connect(broker)
     try:
         async with AmqpReliableSessionClient(
             url,
             Journal,
-            transport=transport,
+            broker=connection,
             store=store,
             settings=SETTINGS,
             send_timeout_s=SEND_TIMEOUT_S,
         ) as amqp_client:
             yield amqp_client
     finally:
-        await transport.close()
+        await connection.close()
 
 
 async def write_journal(

@@ -1,10 +1,10 @@
 """The sender process: ``python -m tests.e2e.sender --plan PLAN [--report REPORT]``.
 
 It opens the planned sessions and sends every planned call through
-:class:`~durable_sessions.client.Client` with an outbox relay of its own, so it is the process
-that writes outbox entries already claimed and publishes them right after the commit. Session
-ids and message ids come from the plan, so a sender killed at any point and started again sends
-the same calls again, and the store answers each repeat with the original message.
+:class:`~durable_sessions.engine.client.Client` with an outbox relay of its own, so it is the
+process that writes outbox entries already claimed and publishes them right after the commit.
+Session ids and message ids come from the plan, so a sender killed at any point and started
+again sends the same calls again, and the store answers each repeat with the original message.
 
 A send that fails because the database went away is tried again with the same message id: when
 the commit happened after all, the retry finds the message and writes nothing.
@@ -30,18 +30,18 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from durable_sessions.client import Client
-from durable_sessions.endpoints import Endpoint, Endpoints
+from durable_sessions.broker.base import Broker, Consumer
+from durable_sessions.engine.client import Client
+from durable_sessions.engine.outbox import OutboxRelay, OutboxTransaction
+from durable_sessions.engine.sending import Sent, open_session, send
 from durable_sessions.errors import BrokerError, StoreError
-from durable_sessions.hosting import build_store, connect_broker, served_endpoints
-from durable_sessions.logs import setup_logging
-from durable_sessions.records import OutboxRecord, SessionRecord
-from durable_sessions.relay import OutboxRelay
-from durable_sessions.sending import Sent, open_session, send
+from durable_sessions.hosting.composition import build_store, connect_broker, served_endpoints
+from durable_sessions.hosting.logs import setup_logging
+from durable_sessions.model.endpoints import Endpoint, Endpoints
+from durable_sessions.model.records import OutboxRecord, SessionRecord
+from durable_sessions.model.topology import EndpointTopology
 from durable_sessions.settings import Settings
-from durable_sessions.store import Store, UnitOfWork
-from durable_sessions.topology import EndpointTopology
-from durable_sessions.transport import Consumer, Transport
+from durable_sessions.store.base import Store
 from tests.e2e.journal import SERVICE_PATH
 from tests.e2e.plan import Call, Plan
 
@@ -52,13 +52,13 @@ RETRY_FOR_S = 120.0
 """How long a send keeps being retried while the database is unavailable."""
 
 
-class WatchedTransport(Transport):
-    """The sender's transport: counts what the broker confirmed before and after an error.
+class WatchedBroker(Broker):
+    """The sender's broker connection: counts what the broker confirmed before and after an error.
 
     With ``stall_after``, publishing hangs for good once that many messages were confirmed.
     """
 
-    def __init__(self, inner: Transport, stall_after: int | None = None) -> None:
+    def __init__(self, inner: Broker, stall_after: int | None = None) -> None:
         self.inner = inner
         self.stall_after = stall_after
         self.confirmed = 0
@@ -139,30 +139,27 @@ class Sender:
 
     async def _send(self, session_id: str, call: Call) -> Sent:
         now = self.client.clock()
-        claim = None if self.client.relay is None else self.client.relay.claim(now)
-        sent: Sent = await self.client.transact(
-            lambda uow: send(
-                uow,
+        return await self.client.transact(
+            lambda tx: send(
+                tx,
                 self.endpoint,
                 session_id,
                 call.operation,
                 call.args,
                 now,
                 message_id=call.message_id,
-                claim=claim,
             )
         )
-        return sent
 
-    def _opener(self, session_id: str) -> Callable[[UnitOfWork], Awaitable[SessionRecord]]:
-        async def open_unless_open(uow: UnitOfWork) -> SessionRecord:
-            existing = await uow.sessions.get(session_id)
+    def _opener(self, session_id: str) -> Callable[[OutboxTransaction], Awaitable[SessionRecord]]:
+        async def open_unless_open(tx: OutboxTransaction) -> SessionRecord:
+            existing = await tx.uow.sessions.get(session_id)
             if existing is not None:
                 self.counts["reopened"] += 1
                 return existing
             self.counts["opened"] += 1
             return await open_session(
-                uow,
+                tx.uow,
                 self.endpoint,
                 self.client.clock(),
                 inactivity_timeout_s=self.client.inactivity_timeout_s,
@@ -176,14 +173,14 @@ class Sender:
 @asynccontextmanager
 async def relaying(
     settings: Settings, store: Store, endpoint: Endpoint, args: argparse.Namespace
-) -> AsyncIterator[tuple[OutboxRelay, WatchedTransport]]:
+) -> AsyncIterator[tuple[OutboxRelay, WatchedBroker]]:
     """A running relay of this process; leaving the block waits until it published all."""
-    transport = WatchedTransport(await connect_broker(settings), args.stall_publishing_after)
+    broker = WatchedBroker(await connect_broker(settings), args.stall_publishing_after)
     try:
-        await transport.declare(endpoint.topology)
+        await broker.declare(endpoint.topology)
         relay = OutboxRelay(
             store,
-            transport,
+            broker,
             owner=args.relay_owner,
             lease_s=settings.outbox_lease_s,
             poll_interval_s=settings.outbox_poll_interval_s,
@@ -191,14 +188,14 @@ async def relaying(
         running = asyncio.create_task(relay.run())
         log.info("relay %s publishes to %s", relay.owner, endpoint.name)
         try:
-            yield relay, transport
+            yield relay, broker
             await relay.drain(timeout_s=60.0)
         finally:
             await relay.stop()
             with contextlib.suppress(TimeoutError):  # a stalled relay never returns
                 await asyncio.wait_for(running, 10.0)
     finally:
-        await transport.close()
+        await broker.close()
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
@@ -211,9 +208,9 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     async with AsyncExitStack() as stack:
         store = build_store(settings)
         stack.push_async_callback(store.close)
-        relay = transport = None
+        relay = broker = None
         if not args.no_relay:
-            relay, transport = await stack.enter_async_context(
+            relay, broker = await stack.enter_async_context(
                 relaying(settings, store, endpoint, args)
             )
         sender = Sender(
@@ -222,11 +219,11 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         log.info("sending %d sessions to %s", len(plan.sessions), endpoint.name)
         await sender.run()
     counts.update(sender.counts, seconds=time.monotonic() - started)
-    if transport is not None:
+    if broker is not None:
         counts.update(
-            published=transport.confirmed,
-            broker_errors=transport.broker_errors,
-            published_after_broker_error=transport.confirmed_after_error,
+            published=broker.confirmed,
+            broker_errors=broker.broker_errors,
+            published_after_broker_error=broker.confirmed_after_error,
         )
     log.info("done: %s", counts)
     return counts

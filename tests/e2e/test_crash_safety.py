@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_sessions.rabbitmq import RabbitTransport
-from durable_sessions.records import utcnow
+from durable_sessions.broker.rabbitmq import RabbitBroker
+from durable_sessions.model.records import utcnow
 from tests.e2e.chaos import ChaosRelay
 from tests.e2e.checks import all_applied, claims, progress, queues_empty, until
 from tests.e2e.conftest import LEASE_S, POSTGRES, SQLITE, Run
@@ -260,10 +260,10 @@ async def test_duplicated_and_reordered_deliveries_change_nothing(run: Run) -> N
     plan, path = run.plan(sessions=60, writes=10)
     sender = run.fleet.sender(path, "--no-relay")
     assert await sender.wait(SEND_WITHIN_S) == 0
-    transport = await RabbitTransport.connect(BROKER_URL)
+    broker = await RabbitBroker.connect(BROKER_URL)
     try:
-        chaos = ChaosRelay(run.store, transport, run.rng)
-        await transport.declare(run.topology)
+        chaos = ChaosRelay(run.store, broker, run.rng)
+        await broker.declare(run.topology)
         streams = await chaos.take()
         assert sum(map(len, streams.values())) == plan.message_count
 
@@ -300,7 +300,7 @@ async def test_duplicated_and_reordered_deliveries_change_nothing(run: Run) -> N
         await until(all_dropped, SEND_WITHIN_S, f"{len(copies)} more duplicates counted")
         await chaos.release(everything)
     finally:
-        await transport.close()
+        await broker.close()
     verdict = await run.finish(plan)
     say(
         run,

@@ -15,14 +15,14 @@ import json
 import httpx
 import pytest
 
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.rabbitmq import RabbitTransport
-from durable_sessions.records import OutboxRecord, utcnow
+from durable_sessions.broker.rabbitmq import RabbitBroker
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import OutboxRecord, utcnow
 from durable_sessions.reliable.amqp import queue_address, reply_queue
 from durable_sessions.reliable.host import SEQUENCE_LABEL
-from durable_sessions.sql import migrate
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import DeadLetterQuery, SessionQuery
+from durable_sessions.store.base import DeadLetterQuery, SessionQuery
+from durable_sessions.store.sql import migrate
+from durable_sessions.store.sql.store import SqlStore
 from tests.e2e.conftest import Run
 from tests.e2e.processes import POLL_S, Proc
 from tests.services import BROKER_URL
@@ -133,12 +133,12 @@ async def delete_reply_queue(store_url: str, identifier: str) -> bool:
     assert record.create_message_id is not None
     queue = reply_queue(record.create_message_id)
     probe = OutboxRecord(exchange="", routing_key=queue, body=b"probe", created_at=utcnow())
-    transport = await RabbitTransport.connect(BROKER_URL)
+    broker = await RabbitBroker.connect(BROKER_URL)
     try:
-        (there,) = await transport.publish([probe])
-        await transport.delete_queue(queue)
+        (there,) = await broker.publish([probe])
+        await broker.delete_queue(queue)
     finally:
-        await transport.close()
+        await broker.close()
     return there
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import httpx
 
 from api.app import create_app
-from durable_sessions.endpoints import Endpoint
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.engine.runtime import Runtime
 from durable_sessions.examples.calculator import CalculatorService
-from durable_sessions.hosting import reliable_settings
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.runtime import Runtime
-from durable_sessions.services import service_of
+from durable_sessions.hosting.composition import reliable_settings
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.services import service_of
+from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings
-from durable_sessions.store import Store
+from durable_sessions.store.base import Store
 
 KEY = "test-key-123"
 SOAP = "application/soap+xml; charset=utf-8"
@@ -25,7 +26,7 @@ SOAP = "application/soap+xml; charset=utf-8"
 @asynccontextmanager
 async def calculator_app(
     store: Store,
-    broker: MemoryBroker,
+    node: MemoryNode,
     tmp_path: Path,
     *,
     inactivity_timeout_s: float = 600.0,
@@ -44,15 +45,13 @@ async def calculator_app(
     )
     runtime = Runtime(
         store,
-        broker.connect(),
+        node.connect(),
         served,
         sweep_interval_s=0.02,
         relay_poll_interval_s=0.02,
-        reliable=reliable_settings(settings),
+        wakeups=DestinationWakeups(store, [e.name for e, _ in served], reliable_settings(settings)),
     )
-    app = create_app(
-        settings, endpoints=[e for e, _ in served], store=store, transport=broker.connect()
-    )
+    app = create_app(settings, endpoints=[e for e, _ in served], store=store, broker=node.connect())
     transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     if network is not None:
         transport = network(transport)

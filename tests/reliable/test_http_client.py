@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.examples.calculator import Calculator
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.memory import MemoryStore
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.records import SequenceRole, utcnow
-from durable_sessions.reliable.http_client import ReliableSessionClient
-from durable_sessions.wsrm import codec
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import SequenceRole, utcnow
+from durable_sessions.reliable.http import ReliableSessionClient
+from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm.messages import Envelope, RMAction, RMVersion, action_uri
 from durable_sessions.wsrm.settings import ReliableSessionSettings
+from durable_sessions.wsrm.xml import codec
 from tests.reliable.conftest import calculator_app
 from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
 
@@ -31,7 +31,7 @@ async def server() -> MemoryStore:
 
 @pytest.fixture
 async def http(server: MemoryStore, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with calculator_app(server, MemoryBroker(), tmp_path) as client:
+    async with calculator_app(server, MemoryNode(), tmp_path) as client:
         yield client
 
 
@@ -131,7 +131,7 @@ async def test_a_two_way_call_acknowledged_without_its_reply_is_sent_again(
         lossy.append(LosingTheFirstReply(inner))
         return lossy[-1]
 
-    async with calculator_app(server, MemoryBroker(), tmp_path, network=network) as http:
+    async with calculator_app(server, MemoryNode(), tmp_path, network=network) as http:
         session = client_for(http, MemoryStore(), RMVersion.WSRM_1_1).session()
         async with session as calc:
             await calc.clear()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.wsrm import codec
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.reliable.calls import CALL_FORMAT
+from durable_sessions.store.sql.store import SqlStore
 from durable_sessions.wsrm.messages import Payload, RMVersion
 from tests.reliable import documents as doc
 from tests.reliable.conftest import calculator_app
@@ -28,7 +28,7 @@ async def test_a_restarted_host_resumes_the_sequence_from_sql(
     version = RMVersion.WSRM_1_1
     store = SqlStore.from_url(sqlite_url)
     try:
-        async with calculator_app(store, MemoryBroker(), tmp_path) as http:
+        async with calculator_app(store, MemoryNode(), tmp_path) as http:
             identifier = await create(http, version, "urn:uuid:offer-restart")
             await post(http, doc.call(version, identifier, 1, "clear"))
             await post(http, doc.call(version, identifier, 3, "multiply_by", "<n>3</n>"))
@@ -41,13 +41,13 @@ async def test_a_restarted_host_resumes_the_sequence_from_sql(
 
     store = SqlStore.from_url(sqlite_url)
     try:
-        async with calculator_app(store, MemoryBroker(), tmp_path) as http:
+        async with calculator_app(store, MemoryNode(), tmp_path) as http:
             duplicate = doc.call(version, identifier, 3, "multiply_by", "<n>3</n>")
             assert ranges(await post(http, duplicate)) == [(1, 3)]
             reply = await post(http, doc.call(version, identifier, 4, "equals"))
             assert reply is not None
             assert isinstance(reply.body, Payload)
-            assert codec.CALL_FORMAT.read_reply(reply.body).result == 15.0
+            assert CALL_FORMAT.read_reply(reply.body).result == 15.0
             await post(http, doc.identified(version, "CloseSequence", identifier))
             await post(http, doc.identified(version, "TerminateSequence", identifier))
             _, instance, applied = await wait_closed(store, identifier)

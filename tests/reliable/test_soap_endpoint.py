@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.memory import MemoryStore
-from durable_sessions.memory_broker import MemoryBroker
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import SEQUENCE_LABEL
-from durable_sessions.store import SessionQuery, Store
-from durable_sessions.wsrm import codec
+from durable_sessions.store.base import SessionQuery, Store
+from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm.messages import (
     AckRange,
     CloseSequenceResponse,
@@ -27,6 +27,7 @@ from durable_sessions.wsrm.messages import (
     RMVersion,
     TerminateSequenceResponse,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.reliable import documents as doc
 from tests.reliable.conftest import SOAP, calculator_app
 from tests.wsrm.schemas import validate
@@ -41,7 +42,7 @@ async def store() -> MemoryStore:
 
 @pytest.fixture
 async def http(store: MemoryStore, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with calculator_app(store, MemoryBroker(), tmp_path) as client:
+    async with calculator_app(store, MemoryNode(), tmp_path) as client:
         yield client
 
 
@@ -120,7 +121,7 @@ async def test_a_sequence_applies_the_calculator_exactly_once_in_order(
     assert (reply.sequence.identifier, reply.sequence.message_number) == (offer, 1)
     assert ranges(reply) == [(1, 4)]
     assert isinstance(reply.body, Payload)
-    assert codec.CALL_FORMAT.read_reply(reply.body).result == 15.0
+    assert CALL_FORMAT.read_reply(reply.body).result == 15.0
     repeated = await post(http, doc.call(version, identifier, 4, "equals"))
     assert repeated is not None
     assert repeated.sequence == reply.sequence

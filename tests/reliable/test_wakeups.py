@@ -6,12 +6,12 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.memory_broker import MemoryBroker
-from durable_sessions.records import SequenceRecord, utcnow
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import SequenceRecord, utcnow
 from durable_sessions.reliable.host import SEQUENCE_LABEL
 from durable_sessions.reliable.wakeups import DestinationWakeups
-from durable_sessions.store import SessionQuery, Store
+from durable_sessions.store.base import SessionQuery, Store
 from durable_sessions.wsrm.messages import RMFaultCode, RMVersion
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from tests.reliable import documents as doc
@@ -48,7 +48,7 @@ async def test_a_silent_sequence_faults_and_terminates_its_session(
 ) -> None:
     version = RMVersion.WSRM_1_1
     async with calculator_app(
-        store, MemoryBroker(), tmp_path, inactivity_timeout_s=TIMEOUT_S
+        store, MemoryNode(), tmp_path, inactivity_timeout_s=TIMEOUT_S
     ) as http:
         identifier = await create(http, version, "urn:uuid:offer-silent")
         await post(http, doc.call(version, identifier, 1, "clear"))
@@ -73,7 +73,7 @@ async def test_a_complete_sequence_whose_source_falls_silent_closes_its_session(
     version = RMVersion.WSRM_1_1
     # Long enough for the pending add_to to be applied before the session's own backstop.
     async with calculator_app(
-        store, MemoryBroker(), tmp_path, inactivity_timeout_s=3 * TIMEOUT_S
+        store, MemoryNode(), tmp_path, inactivity_timeout_s=3 * TIMEOUT_S
     ) as http:
         identifier = await create(http, version, "urn:uuid:offer-complete")
         await post(http, doc.call(version, identifier, 1, "clear"))
@@ -90,7 +90,7 @@ async def test_a_complete_sequence_whose_source_falls_silent_closes_its_session(
 
 async def test_concurrent_sweepers_wake_a_due_sequence_once(store: Store, tmp_path: Path) -> None:
     version = RMVersion.WSRM_2005_02
-    async with calculator_app(store, MemoryBroker(), tmp_path) as http:
+    async with calculator_app(store, MemoryNode(), tmp_path) as http:
         identifier = await create(http, version, "urn:uuid:offer-race")
         await post(http, doc.call(version, identifier, 1, "clear"))
         settings = ReliableSessionSettings(inactivity_timeout=600.0)
@@ -109,7 +109,7 @@ async def test_concurrent_sweepers_wake_a_due_sequence_once(store: Store, tmp_pa
 async def test_sequences_of_endpoints_not_served_are_left_alone(
     store: Store, tmp_path: Path
 ) -> None:
-    async with calculator_app(store, MemoryBroker(), tmp_path) as http:
+    async with calculator_app(store, MemoryNode(), tmp_path) as http:
         identifier = await create(http, RMVersion.WSRM_1_1, "urn:uuid:offer-other")
         later = utcnow() + timedelta(seconds=601)
         assert await DestinationWakeups(store, ["another-endpoint"]).sweep(later) == 0

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-from durable_sessions.sql import engine as sql_engine
-from durable_sessions.sql.store import SqlStore
+from durable_sessions.store.sql import engine as sql_engine
+from durable_sessions.store.sql.store import SqlStore
 
 pytestmark = pytest.mark.postgres
 

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sessions.errors import UniquenessViolation
-from durable_sessions.records import MessageStatus
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import SessionLock
+from durable_sessions.model.records import MessageStatus
+from durable_sessions.store.base import SessionLock
+from durable_sessions.store.sql.store import SqlStore
 from tests.store.test_store_behaviour import add_session, make_entry, make_message
 
 pytestmark = pytest.mark.postgres

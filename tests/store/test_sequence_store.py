@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from durable_sessions.errors import ConcurrencyConflict, StoreError, UniquenessViolation
-from durable_sessions.records import SequenceRecord, SequenceRole, new_id
-from durable_sessions.store import Store
+from durable_sessions.model.records import SequenceRecord, SequenceRole, new_id
+from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.messages import Payload, RMVersion
 from durable_sessions.wsrm.source import ReliableSource

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from durable_sessions.errors import ConcurrencyConflict, StoreError, UniquenessViolation
-from durable_sessions.lifecycle import SessionState
-from durable_sessions.records import (
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
     MessageRecord,
@@ -19,8 +19,8 @@ from durable_sessions.records import (
     SessionRecord,
     new_id,
 )
-from durable_sessions.sql.store import SqlStore
-from durable_sessions.store import DeadLetterQuery, SessionLock, SessionQuery, Store
+from durable_sessions.store.base import DeadLetterQuery, SessionLock, SessionQuery, Store
+from durable_sessions.store.sql.store import SqlStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 

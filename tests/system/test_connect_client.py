@@ -6,12 +6,17 @@ import uuid
 
 import pytest
 
+from durable_sessions.engine.runtime import Runtime
 from durable_sessions.examples.calculator import Calculator
-from durable_sessions.hosting import build_store, connect_broker, connect_client, served_endpoints
-from durable_sessions.runtime import Runtime
+from durable_sessions.hosting.composition import (
+    build_store,
+    connect_broker,
+    connect_client,
+    served_endpoints,
+)
 from durable_sessions.settings import Settings
-from tests.bindings.conftest import delete_topology
 from tests.services import BROKER_URL, require
+from tests.stacks import delete_topology
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -25,10 +30,10 @@ async def test_a_client_from_settings_runs_a_calculator_session(sqlite_url: str)
         services=f"durable_sessions.examples.calculator:CalculatorService@{endpoint}",
     )
     served = served_endpoints(settings)
-    store, transport = build_store(settings), await connect_broker(settings)
+    store, broker = build_store(settings), await connect_broker(settings)
     try:
         async with (
-            Runtime(store, transport, served, sweep_interval_s=0.1),
+            Runtime(store, broker, served, sweep_interval_s=0.1),
             connect_client(settings) as client,
         ):
             calc_session = client.session(Calculator, labels={"from": "settings"})
@@ -38,6 +43,6 @@ async def test_a_client_from_settings_runs_a_calculator_session(sqlite_url: str)
                 await calc.add_to(22)
                 assert await calc.equals() == 42.0
     finally:
-        await transport.close()
+        await broker.close()
         await store.close()
         await delete_topology(served[0][0].topology)

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from durable_sessions.topology import EndpointTopology
-from tests.bindings.conftest import delete_topology
+from durable_sessions.model.topology import EndpointTopology
 from tests.e2e.journal import SERVICE_PATH
 from tests.services import BROKER_URL, require
+from tests.stacks import delete_topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 REPO = Path(__file__).resolve().parents[2]

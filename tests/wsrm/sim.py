@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from durable_sessions.wsrm import codec, snapshot
+from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.actions import (
     Action,
     Deliver,
@@ -27,6 +27,7 @@ from durable_sessions.wsrm.destination import DestinationSequenceState, Reliable
 from durable_sessions.wsrm.messages import CreateSequence, Envelope, Payload
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from durable_sessions.wsrm.source import ReliableSource, SourceSequenceState, SourceStatus
+from durable_sessions.wsrm.xml import codec
 
 SOURCE, DESTINATION = "source", "destination"
 _DEST = "http://destination.example/svc"

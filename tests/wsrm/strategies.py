@@ -7,7 +7,6 @@ import re
 from hypothesis import strategies as st
 from lxml import etree
 
-from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.faults import fault_action
 from durable_sessions.wsrm.lexical import is_any_uri
 from durable_sessions.wsrm.messages import (
@@ -42,6 +41,7 @@ from durable_sessions.wsrm.messages import (
     action_uri,
     body_action,
 )
+from durable_sessions.wsrm.xml import codec
 
 V11 = RMVersion.WSRM_1_1
 V2005 = RMVersion.WSRM_2005_02

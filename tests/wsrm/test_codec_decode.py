@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.errors import EncodeError, EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     MAX_MESSAGE_NUMBER,
@@ -27,6 +27,7 @@ from durable_sessions.wsrm.messages import (
     TerminateSequence,
     rm_envelope,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import NETRM, RM11, RM2005, SOAP12, WSA10, WSA200408
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     Envelope,
@@ -18,6 +17,7 @@ from durable_sessions.wsrm.messages import (
     Sequence,
     SequenceAcknowledgement,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import SOAP12, WSA10, validate
 
 ENVELOPE = (

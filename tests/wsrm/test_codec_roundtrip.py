@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.messages import RMVersion
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import validate
 from tests.wsrm.strategies import envelopes, unicode_uris
 

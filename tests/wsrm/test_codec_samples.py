@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     Accept,
@@ -36,6 +36,7 @@ from durable_sessions.wsrm.messages import (
     TerminateSequence,
     TerminateSequenceResponse,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import NETRM, RM11, RM2005, SOAP12, WSA10, validate
 
 V11 = RMVersion.WSRM_1_1

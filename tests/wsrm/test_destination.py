@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.actions import (
     Action,
     Completed,
@@ -44,6 +44,7 @@ from durable_sessions.wsrm.messages import (
     rm_envelope,
 )
 from durable_sessions.wsrm.settings import ReliableSessionSettings
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import validate
 
 SEQ = "urn:uuid:00000000-0000-0000-0000-00000000000d"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.messages import (
     WSA_ANONYMOUS,
     WSA_FAULT_ACTION,
@@ -23,6 +23,7 @@ from durable_sessions.wsrm.messages import (
     parse_action,
     reply_address,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import validate
 
 

@@ -33,7 +33,7 @@ def test_pure_modules_import_no_adapter_library() -> None:
 
 
 def test_the_codec_is_where_lxml_comes_in() -> None:
-    probe = "import sys, durable_sessions.wsrm.codec; print('lxml' in sys.modules)"
+    probe = "import sys, durable_sessions.wsrm.xml.codec; print('lxml' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )

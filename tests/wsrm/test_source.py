@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from durable_sessions.wsrm import codec, faults
+from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.actions import (
     Acknowledged,
     Action,
@@ -40,6 +40,7 @@ from durable_sessions.wsrm.messages import (
 )
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from durable_sessions.wsrm.source import ReliableSource, SourceSequenceState, SourceStatus
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import validate
 
 SEQ = "urn:uuid:00000000-0000-0000-0000-000000000001"

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from durable_sessions.wsrm import codec
 from durable_sessions.wsrm.errors import EncodeError, EnvelopeRejected
 from durable_sessions.wsrm.lexical import is_absolute_uri, is_any_uri
 from durable_sessions.wsrm.messages import (
@@ -16,6 +15,7 @@ from durable_sessions.wsrm.messages import (
     RMVersion,
     Sequence,
 )
+from durable_sessions.wsrm.xml import codec
 from tests.wsrm.schemas import RM11, SOAP12, WSA10
 
 _ANY_URI = etree.XMLSchema(

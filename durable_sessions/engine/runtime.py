@@ -1,0 +1,141 @@
+"""A runtime: serves services in this process with dispatchers, an outbox relay and a sweeper.
+
+``workers/`` runs one per worker process on the SQL store and RabbitMQ; tests and users' own
+test suites run one on the in-memory store and broker
+(:func:`~durable_sessions.hosting.testing.run_in_memory`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+from types import TracebackType
+
+from durable_sessions.broker.base import Broker
+from durable_sessions.engine.batches import BatchOutcome
+from durable_sessions.engine.client import Client
+from durable_sessions.engine.dispatcher import Dispatcher, Throttles
+from durable_sessions.engine.outbox import OutboxRelay
+from durable_sessions.engine.sweeper import Sweeper, Wakeups
+from durable_sessions.model.endpoints import Endpoint, Endpoints
+from durable_sessions.model.records import utcnow
+from durable_sessions.model.services import ServiceSpec
+from durable_sessions.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Dispatchers for the served endpoints, plus a relay and a sweeper; start, then stop.
+
+    ``wakeups`` is what the sweeper wakes first: the reliable-session binding's sequences.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        served: Sequence[tuple[Endpoint, ServiceSpec]],
+        *,
+        known: Sequence[Endpoint] = (),
+        throttles: Throttles | None = None,
+        sweep_interval_s: float = 1.0,
+        wakeups: Wakeups | None = None,
+        relay_poll_interval_s: float = 1.0,
+        relay_lease_s: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+        on_batch: Callable[[str, BatchOutcome], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        served_names = {endpoint.name for endpoint, _ in served}
+        self.endpoints = Endpoints(
+            [e for e, _ in served] + [e for e in known if e.name not in served_names]
+        )
+        self.relay = OutboxRelay(
+            store,
+            broker,
+            poll_interval_s=relay_poll_interval_s,
+            lease_s=relay_lease_s,
+            clock=clock,
+        )
+        self.sweeper = Sweeper(
+            store,
+            self.endpoints,
+            self.relay,
+            interval_s=sweep_interval_s,
+            wakeups=wakeups,
+            clock=clock,
+        )
+        self.dispatchers = [
+            Dispatcher(
+                store,
+                broker,
+                endpoint,
+                service,
+                self.relay,
+                throttles=throttles,
+                clock=clock,
+                on_batch=None if on_batch is None else partial(on_batch, endpoint.name),
+            )
+            for endpoint, service in served
+        ]
+        self.client = Client(store, self.endpoints, self.relay, clock=clock)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Declare every endpoint's topology and start consuming."""
+        for endpoint in self.endpoints.values():
+            await self.broker.declare(endpoint.topology)
+        self._tasks = [
+            asyncio.create_task(self.relay.run(), name="outbox-relay"),
+            asyncio.create_task(self.sweeper.run(), name="sweeper"),
+            *(
+                asyncio.create_task(d.run(), name=f"dispatcher-{d.endpoint.name}")
+                for d in self.dispatchers
+            ),
+        ]
+
+    async def stop(self) -> None:
+        """Finish the batches in progress, publish what they produced, then stop."""
+        for dispatcher in self.dispatchers:
+            await dispatcher.stop()
+        await self.sweeper.stop()
+        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
+        await self.relay.drain(timeout_s=5.0)
+        await self.relay.stop()
+        for task in self._tasks[:2]:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(10.0):
+                    await task
+        self._tasks = []
+
+    async def abort(self) -> None:
+        """Stop at once, as a crash would: cancel everything, settle and publish nothing more."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.broker.close()
+
+    async def wait(self) -> None:
+        """Run until a task fails (raising its error) or all stop."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,143 @@
+"""Building a process from settings: the store, the broker connection and the endpoints.
+
+This is where the adapters are chosen (SQL store, RabbitMQ); ``api/``, ``workers/`` and the
+command line call it, the core never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Sequence
+
+from durable_sessions.broker.base import Broker
+from durable_sessions.broker.rabbitmq import RabbitBroker
+from durable_sessions.engine.client import Client
+from durable_sessions.engine.dispatcher import Throttles
+from durable_sessions.engine.outbox import OutboxRelay
+from durable_sessions.errors import ConfigurationError
+from durable_sessions.model.endpoints import Endpoint, Endpoints, PoisonPolicy, ReceiveErrorHandling
+from durable_sessions.model.services import ServiceSpec, load_service
+from durable_sessions.settings import Settings
+from durable_sessions.store.base import Store
+from durable_sessions.store.sql.store import SqlStore
+from durable_sessions.wsrm.settings import ReliableSessionSettings
+
+
+def poison_policy(settings: Settings) -> PoisonPolicy:
+    """The poison policy the settings describe."""
+    return PoisonPolicy(
+        receive_retry_count=settings.receive_retry_count,
+        max_retry_cycles=settings.max_retry_cycles,
+        retry_cycle_delay_s=settings.retry_cycle_delay_s,
+        receive_error_handling=ReceiveErrorHandling(settings.receive_error_handling),
+    )
+
+
+def reliable_settings(settings: Settings) -> ReliableSessionSettings:
+    """The reliable-session settings (WCF's defaults but for what ``settings`` configures)."""
+    return ReliableSessionSettings(inactivity_timeout=settings.reliable_inactivity_timeout_s)
+
+
+def throttles(settings: Settings) -> Throttles:
+    """The worker throttles the settings describe."""
+    calls = settings.worker_max_concurrent_calls or 16 * (os.cpu_count() or 1)
+    return Throttles(
+        max_batch_size=settings.worker_batch_size,
+        max_batch_delay_s=settings.worker_batch_delay_s,
+        prefetch=settings.worker_prefetch,
+        max_concurrent_calls=calls,
+    )
+
+
+def served_endpoints(
+    settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None
+) -> list[tuple[Endpoint, ServiceSpec]]:
+    """The services to serve (``DS_SERVICES`` unless given) and their checked endpoints.
+
+    An entry ``module:Service@name`` serves the service on the endpoint ``name``.
+    """
+    paths = list(service_paths) or settings.service_paths()
+    if not paths:
+        raise ConfigurationError("no services to serve: set DS_SERVICES or pass --service")
+    if endpoint is not None and len(paths) != 1:
+        raise ConfigurationError("--endpoint names the endpoint of exactly one --service")
+    served = []
+    for entry in paths:
+        path, _, named = entry.partition("@")
+        service = load_service(path)
+        served.append(
+            (
+                Endpoint.for_service(
+                    service,
+                    name=endpoint or named or None,
+                    poison=poison_policy(settings),
+                    session_queues=settings.session_queues,
+                ),
+                service,
+            )
+        )
+    return served
+
+
+def build_store(settings: Settings) -> SqlStore:
+    """The SQL store of ``DS_DATABASE_URL``."""
+    return SqlStore.from_url(settings.database_url)
+
+
+async def connect_broker(settings: Settings) -> RabbitBroker:
+    """A connection to the RabbitMQ of ``DS_BROKER_URL``."""
+    return await RabbitBroker.connect(settings.broker_url)
+
+
+@contextlib.asynccontextmanager
+async def relayed_client(
+    store: Store, broker: Broker, endpoints: Endpoints, settings: Settings
+) -> AsyncIterator[Client]:
+    """A client on ``store`` whose sends an outbox relay of its own publishes at once.
+
+    Declares the endpoints' topology first; leaving the block publishes what is left.
+    """
+    for endpoint in endpoints.values():
+        await broker.declare(endpoint.topology)
+    relay = OutboxRelay(
+        store,
+        broker,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        lease_s=settings.outbox_lease_s,
+    )
+    relaying = asyncio.create_task(relay.run(), name="outbox-relay")
+    try:
+        yield Client(
+            store,
+            endpoints,
+            relay,
+            inactivity_timeout_s=settings.session_inactivity_timeout_s,
+            ttl_s=settings.session_ttl_s,
+        )
+    finally:
+        await relay.drain(timeout_s=5.0)
+        await relay.stop()
+        await relaying
+
+
+@contextlib.asynccontextmanager
+async def connect_client(settings: Settings | None = None) -> AsyncIterator[Client]:
+    """A :class:`~durable_sessions.engine.client.Client` on the configured store and broker.
+
+    It publishes its own sends at once and knows the endpoints of ``DS_SERVICES``; leaving the
+    block publishes what is left and disconnects.
+    """
+    settings = settings or Settings()
+    endpoints = Endpoints(e for e, _ in served_endpoints(settings))
+    store = build_store(settings)
+    try:
+        broker = await connect_broker(settings)
+        try:
+            async with relayed_client(store, broker, endpoints, settings) as client:
+                yield client
+        finally:
+            await broker.close()
+    finally:
+        await store.close()

@@ -1,1 +1,0 @@
-"""The SQL adapter: schema, migrations and the store on SQLite and PostgreSQL."""

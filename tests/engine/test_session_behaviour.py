@@ -1,0 +1,275 @@
+"""The behaviour suite of a served session: the same tests on the twins and on RabbitMQ + SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from durable_sessions.engine.client import Client
+from durable_sessions.engine.control import ResumeAction, resume_session
+from durable_sessions.engine.outbox import OutboxTransaction, publish_after_commit
+from durable_sessions.engine.sending import open_session, send
+from durable_sessions.errors import (
+    NotInitiating,
+    OperationFailed,
+    SessionNotOpen,
+    TerminatingOperationCalled,
+)
+from durable_sessions.examples.calculator import Calculator, CalculatorService
+from durable_sessions.hosting.testing import FAST_POISON
+from durable_sessions.model.endpoints import Endpoints, PoisonPolicy
+from durable_sessions.model.lifecycle import SessionState
+from durable_sessions.model.records import DeadLetterReason, MessageStatus, SessionRecord, utcnow
+from durable_sessions.store.base import DeadLetterQuery, SessionQuery
+from tests.e2e.journal import Journal, JournalService
+from tests.stacks import Stack
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def session_of(stack: Stack, session_id: str) -> SessionRecord:
+    async with stack.store.snapshot() as uow:
+        found = await uow.sessions.get(session_id)
+    assert found is not None
+    return found
+
+
+async def test_calculator_session_end_to_end(stack: Stack) -> None:
+    endpoint = stack.endpoint(CalculatorService)
+    runtime = await stack.runtime([(endpoint, CalculatorService)])
+    context = runtime.client.session(Calculator, endpoint=endpoint.name)
+    async with context as calc:
+        await calc.clear()
+        await calc.add_to(5)
+        await calc.multiply_by(3)
+        await calc.subtract_from(1)
+        assert await calc.equals() == 14.0
+    stored = await session_of(stack, context.id)
+    assert stored.state is SessionState.CLOSED
+    assert (stored.last_sent_seq, stored.last_applied_seq, stored.applied_count) == (5, 5, 5)
+    assert stored.instance_state == {"result": 14.0}
+
+
+async def test_many_sessions_through_competing_workers_apply_in_order(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    served = [(endpoint, JournalService)]
+    first = await stack.runtime(served)
+    await stack.runtime(served)
+    rng = random.Random(7)
+    plans = {f"s{i}": [rng.randrange(1000) for _ in range(12)] for i in range(40)}
+
+    async def conversation(name: str, values: list[int]) -> list[int]:
+        async with first.client.session(Journal, endpoint=endpoint.name) as journal:
+            await journal.begin(name)
+            for value in values:
+                await journal.write(value)
+            return await journal.finish()
+
+    results = await asyncio.gather(*(conversation(n, v) for n, v in plans.items()))
+    assert results == list(plans.values())
+
+
+async def test_client_checks_wcf_rules_before_sending(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    runtime = await stack.runtime([(endpoint, JournalService)])
+    context = runtime.client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    with pytest.raises(NotInitiating, match="cannot be the first operation"):
+        await journal.write(1)
+    assert (await session_of(stack, context.id)).last_sent_seq == 0
+    await journal.begin("rules")
+    assert await journal.finish() == []
+    with pytest.raises(TerminatingOperationCalled, match="'finish' has already been called"):
+        await journal.write(2)
+    assert (await session_of(stack, context.id)).last_sent_seq == 2
+    await context.close()
+
+    other = runtime.client.session(Journal, endpoint=endpoint.name)
+    journal = await other.open()
+    await journal.begin("closed")
+    await other.close()
+    with pytest.raises(SessionNotOpen):
+        await journal.write(3)
+
+
+async def test_a_failing_two_way_call_raises_and_faults_then_resumes(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService, poison=FAST_POISON)
+    runtime = await stack.runtime([(endpoint, JournalService)])
+    context = runtime.client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    await journal.begin("faulty")
+    await journal.write(1)
+    with pytest.raises(OperationFailed, match="ValueError: on purpose"):
+        await journal.fail("on purpose")
+    with pytest.raises(SessionNotOpen, match="is faulted"):
+        await journal.write(2)
+    faulted = await session_of(stack, context.id)
+    assert faulted.state is SessionState.FAULTED
+    assert (faulted.fault_seq, faulted.fault_reason) == (3, "ValueError: on purpose")
+
+    async with publish_after_commit(stack.store, runtime.relay, utcnow()) as tx:
+        await resume_session(tx, endpoint, context.id, ResumeAction.SKIP, utcnow())
+    await journal.write(2)
+    assert await journal.finish() == [1, 2]
+
+
+async def test_abort_terminates_and_dead_letters_what_is_pending(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    client = Client(stack.store, Endpoints([endpoint]))
+    context = client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    await journal.begin("aborted")
+    await journal.write(1)
+    await context.abort("changed my mind")
+    stored = await session_of(stack, context.id)
+    assert stored.state is SessionState.TERMINATED
+    assert (stored.end_reason, stored.dead_count) == ("changed my mind", 2)
+    async with stack.store.snapshot() as uow:
+        letters = await uow.dead_letters.find(DeadLetterQuery(session_id=context.id))
+    assert {d.reason for d in letters} == {DeadLetterReason.TERMINATED}
+    runtime = await stack.runtime([(endpoint, JournalService)])
+    await runtime.relay.drain()
+    await asyncio.sleep(0.3)
+    assert (await session_of(stack, context.id)).applied_count == 0
+
+
+async def test_injected_duplicates_and_reordering_change_nothing(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    values = list(range(10))
+    async with stack.store.transaction() as uow:
+        session = await open_session(uow, endpoint, utcnow(), inactivity_timeout_s=600, ttl_s=None)
+    entries = []
+    for operation_name, args in [("begin", {"name": "x"})] + [
+        ("write", {"value": v}) for v in values
+    ]:
+        async with stack.store.transaction() as uow:
+            sent = await send(
+                OutboxTransaction(uow), endpoint, session.id, operation_name, args, utcnow()
+            )
+        assert sent.outbox is not None
+        entries.append(sent.outbox)
+    scrambled = list(reversed(entries)) + entries[3:7] + entries[::2]
+    injector = await stack.connect()
+    await injector.declare(endpoint.topology)
+    confirmed = await injector.publish([dataclasses.replace(e, id=None) for e in scrambled])
+    assert all(confirmed)
+    await injector.close()
+    await stack.runtime([(endpoint, JournalService)])
+
+    async def applied() -> bool:
+        return (await session_of(stack, session.id)).last_applied_seq == len(entries)
+
+    await wait_for(applied)
+    await asyncio.sleep(0.3)
+    stored = await session_of(stack, session.id)
+    assert stored.instance_state == {"name": "x", "values": values}
+    assert stored.applied_count == len(entries)
+    assert stored.duplicate_count >= len(scrambled) - len(entries)
+
+
+async def test_graceful_close_applies_what_was_sent(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    client = Client(stack.store, Endpoints([endpoint]))
+    context = client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    await journal.begin("closing")
+    await journal.write(7)
+    await context.close()
+    assert (await session_of(stack, context.id)).state is SessionState.CLOSING
+    await stack.runtime([(endpoint, JournalService)])
+
+    async def closed() -> bool:
+        return (await session_of(stack, context.id)).state is SessionState.CLOSED
+
+    await wait_for(closed)
+    assert (await session_of(stack, context.id)).instance_state == {
+        "name": "closing",
+        "values": [7],
+    }
+
+
+async def test_idle_sessions_expire_and_their_messages_become_dead_letters(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    client = Client(stack.store, Endpoints([endpoint]), inactivity_timeout_s=0.2)
+    context = client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    await journal.begin("sleepy")
+    await asyncio.sleep(0.3)
+    runtime = await stack.runtime([(endpoint, JournalService)], start=False)
+    report = await runtime.sweeper.sweep()
+    assert report.expired == 1
+    stored = await session_of(stack, context.id)
+    assert stored.state is SessionState.EXPIRED
+    assert "inactivity timeout of 0.2 s" in (stored.end_reason or "")
+    async with stack.store.snapshot() as uow:
+        letters = await uow.dead_letters.find(DeadLetterQuery(session_id=context.id))
+        expired = await uow.sessions.find(SessionQuery(state=SessionState.EXPIRED))
+    assert [d.reason for d in letters] == [DeadLetterReason.EXPIRED]
+    assert [s.id for s in expired] == [context.id]
+
+
+async def test_entries_written_without_a_relay_are_published_by_polling(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    client = Client(stack.store, Endpoints([endpoint]))
+    context = client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
+    await journal.begin("polled")
+    await journal.write(3)
+    runtime = await stack.runtime([(endpoint, JournalService)])
+    assert (
+        await runtime.client.wait((await _message_id(stack, context.id, 2)), timeout_s=20)
+        is not None
+    )
+
+    async def outbox_empty() -> bool:
+        async with stack.store.snapshot() as uow:
+            return (await uow.outbox.stats()).count == 0
+
+    await wait_for(outbox_empty, 5.0)  # the relay removes what was confirmed a moment later
+    async with stack.store.snapshot() as uow:
+        message = await uow.messages.by_seq(context.id, 2)
+    assert message is not None
+    assert message.status is MessageStatus.APPLIED
+
+
+async def _message_id(stack: Stack, session_id: str, seq: int) -> str:
+    async with stack.store.snapshot() as uow:
+        message = await uow.messages.by_seq(session_id, seq)
+    assert message is not None
+    return message.message_id
+
+
+async def test_a_worker_that_vanishes_mid_stream_loses_nothing(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService, poison=PoisonPolicy(retry_cycle_delay_s=0.1))
+    served = [(endpoint, JournalService)]
+    doomed = await stack.runtime(served)
+    client = Client(stack.store, Endpoints([endpoint]), doomed.relay)
+    names = [f"crash-{i}" for i in range(10)]
+    contexts = [client.session(Journal, endpoint=endpoint.name) for _ in names]
+    journals = [await c.open() for c in contexts]
+    for name, journal in zip(names, journals, strict=True):
+        await journal.begin(name)
+    for value in range(20):
+        for journal in journals:
+            await journal.write(value)
+        if value == 8:
+            # The worker dies mid-batch: unsettled deliveries and unpublished entries remain.
+            stack.runtimes.remove(doomed)
+            await doomed.abort()
+            survivor = await stack.runtime(served)
+            client.relay = survivor.relay
+    results = await asyncio.gather(*(j.finish() for j in journals))
+    assert results == [list(range(20))] * len(names)
