@@ -42,6 +42,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 PRINTED = re.compile(r"^\s*print\(.*\)\s*#\s*(.*)$")
 KEY = "docs-example-key"
+_AST_WITH_AWAIT = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 Namespace = dict[str, Any]
 
@@ -160,6 +161,19 @@ NEEDS_RABBITMQ = {"README.md"}
 def test_the_pages_have_examples_and_every_setup_has_a_page() -> None:
     assert {"README.md", "testing.md", "reliable-sessions.md"} <= {p.name for p in EXAMPLES}
     assert set(SETUPS) <= {p.name for p in EXAMPLES}
+
+
+@pytest.mark.parametrize("page", EXAMPLES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_examples_import_from_the_package_or_one_level_below(page: Path) -> None:
+    deep = [
+        f"{page.name}:{line}: {node.module}"
+        for line, code in python_blocks(page)
+        for node in ast.walk(compile(code, page.name, "exec", flags=_AST_WITH_AWAIT))
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("durable_sessions.")
+        and node.module.count(".") > 1
+    ]
+    assert not deep, f"import these from durable_sessions or one level below: {deep}"
 
 
 @pytest.mark.timeout(60)
