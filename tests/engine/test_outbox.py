@@ -9,7 +9,7 @@ import pytest
 
 from durable_sessions.broker.base import Broker
 from durable_sessions.broker.memory import MemoryNode
-from durable_sessions.engine.outbox import OutboxRelay
+from durable_sessions.engine.outbox import Claim, OutboxRelay, publish_after_commit
 from durable_sessions.model.records import OutboxRecord, utcnow
 from durable_sessions.store import memory
 from durable_sessions.store.memory import MemoryStore
@@ -25,23 +25,43 @@ async def relay_parts() -> tuple[MemoryStore, MemoryNode, Broker]:
     return MemoryStore(), node, broker
 
 
-async def write_and_submit(store: MemoryStore, relay: OutboxRelay, n: int) -> None:
-    """Write one outbox entry under the relay's claim and hand it over after the commit."""
-    now = utcnow()
-    claim = relay.claim(now)
-    entry = OutboxRecord(
+def entry(n: int, claim: Claim | None) -> OutboxRecord:
+    """Outbox entry number ``n`` to the test queue, held by ``claim``."""
+    return OutboxRecord(
         exchange="",
         routing_key=QUEUE,
         body=b"x",
-        created_at=now,
+        created_at=utcnow(),
         headers={"n": n},
         message_id=f"m{n}",
-        claimed_by=claim.owner,
-        claimed_until=claim.until,
+        claimed_by=None if claim is None else claim.owner,
+        claimed_until=None if claim is None else claim.until,
     )
-    async with store.transaction() as uow:
-        added = await uow.outbox.add(entry)
-    relay.submit([added])
+
+
+async def write_and_submit(store: MemoryStore, relay: OutboxRelay, n: int) -> None:
+    """Write one outbox entry in a transaction that hands it to the relay once committed."""
+    async with publish_after_commit(store, relay, utcnow()) as tx:
+        await tx.publish([entry(n, tx.claim)])
+
+
+async def test_a_transaction_that_rolls_back_hands_nothing_to_the_relay() -> None:
+    store, node, broker = await relay_parts()
+    relay = OutboxRelay(store, broker, poll_interval_s=60.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        with pytest.raises(RuntimeError, match="rolled back"):
+            async with publish_after_commit(store, relay, utcnow()) as tx:
+                await tx.publish([entry(1, tx.claim)])
+                raise RuntimeError("rolled back")
+        await write_and_submit(store, relay, 2)
+        await relay.drain(2.0)
+        assert node.queue_depth(QUEUE) == 1
+        async with store.snapshot() as uow:
+            assert (await uow.outbox.stats()).count == 0
+    finally:
+        await relay.stop()
+        await running
 
 
 async def test_entries_submitted_while_confirmed_ones_are_removed_go_out_at_once(
