@@ -12,12 +12,16 @@ fix it:
   declare one.
 
 Argument schemas are pydantic models built from the type hints, so bad arguments are rejected
-before a message is stored or queued.
+before a message is stored or queued. JSON has no NaN or infinity: a float argument must be
+finite unless its type allows more (``Annotated[float, Field(allow_inf_nan=True)]``), and a
+non-finite value that is allowed (in arguments, results or instance state) is carried as the
+string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, never as something else.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ from types import MappingProxyType, NoneType
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic_core import to_json
 
 from durable_sessions.errors import ContractError, InvalidArguments, UnknownOperation
 
@@ -42,6 +47,11 @@ class SessionMode(StrEnum):
     ALLOWED = "allowed"
     REQUIRED = "required"
     NOT_ALLOWED = "not_allowed"
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as JSON carries it: NaN and infinities become strings that pydantic reads back."""
+    return json.loads(to_json(value, inf_nan_mode="strings"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +94,8 @@ class OperationSpec:
             raise InvalidArguments(
                 f"invalid arguments for {self.contract}.{self.name}: {details}", errors
             ) from None
-        return model.model_dump(mode="json")
+        carried: dict[str, Any] = json_value(model.model_dump(mode="json"))
+        return carried
 
     def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Bind a Python call's arguments to parameter names, then validate them."""
@@ -108,8 +119,8 @@ class OperationSpec:
                     f"{type(value).__name__}; one-way handlers must return None"
                 )
             return None
-        return self.result_adapter.dump_python(
-            self.result_adapter.validate_python(value), mode="json"
+        return json_value(
+            self.result_adapter.dump_python(self.result_adapter.validate_python(value), mode="json")
         )
 
     def load_result(self, value: Any) -> Any:
@@ -286,7 +297,7 @@ def _build_operation(contract_name: str, attr: str, fn: Callable[..., Any]) -> O
     one_way = (not has_result) if mark.one_way is None else mark.one_way
     args_model = create_model(
         f"{contract_name}_{attr}_args",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
         **fields,
     )
     signature = inspect.Signature([p.replace(annotation=hints[p.name]) for p in params[1:]])

@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from durable_sessions.errors import ConfigurationError, ServiceError
-from durable_sessions.model.contracts import ContractSpec, OperationSpec, SessionMode, contract_of
+from durable_sessions.model.contracts import (
+    ContractSpec,
+    OperationSpec,
+    SessionMode,
+    contract_of,
+    json_value,
+)
 
 T = TypeVar("T")
 
@@ -71,7 +77,7 @@ class ServiceSpec:
         """The instance state to save with the session (None unless PER_SESSION)."""
         if self.instancing is not Instancing.PER_SESSION:
             return None
-        state: dict[str, Any] = instance.model_dump(mode="json")
+        state: dict[str, Any] = json_value(instance.model_dump(mode="json"))
         return state
 
     async def invoke(self, instance: Any, operation: OperationSpec, args: Mapping[str, Any]) -> Any:

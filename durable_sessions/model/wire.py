@@ -64,7 +64,7 @@ class WireMessage:
         if self.session_id is not None:
             document["session_id"] = self.session_id
             document["seq"] = self.seq
-        return json.dumps(document, separators=(",", ":")).encode()
+        return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
     def decode(cls, body: bytes) -> WireMessage:

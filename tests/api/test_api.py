@@ -296,6 +296,31 @@ async def test_send_errors(http: httpx.AsyncClient) -> None:
     assert refused["state"] == "closed"
 
 
+async def test_numbers_json_cannot_carry_are_refused_and_overflow_reads_back(
+    http: httpx.AsyncClient,
+) -> None:
+    sid = (await open_calc(http))["id"]
+    await send(http, sid, "clear")
+    for n in ('"NaN"', '"Infinity"', "1e400", "-1e400", "NaN"):
+        body = f'{{"operation": "add_to", "args": {{"n": {n}}}}}'
+        refused = await http.post(
+            f"/v1/sessions/{sid}/messages",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        problem = assert_problem(refused, 422, "invalid-arguments")
+        assert [e["loc"] for e in problem["errors"]] == [["n"]], n
+        assert "n: Input should be a finite number" in problem["detail"]
+    assert (await http.get(f"/v1/sessions/{sid}")).json()["last_sent_seq"] == 1
+    await send(http, sid, "add_to", n=1e308)
+    await send(http, sid, "multiply_by", n=10)
+    await send(http, sid, "equals")
+    result = (await http.get(f"/v1/sessions/{sid}/messages/4", params={"wait": 10})).json()
+    assert (result["status"], result["result"]) == ("applied", "Infinity")
+    session = (await http.get(f"/v1/sessions/{sid}")).json()
+    assert session["instance_state"] == {"result": "Infinity"}
+
+
 async def test_oversize_bodies_are_refused(http: httpx.AsyncClient) -> None:
     sid = (await open_calc(http))["id"]
     huge = {"operation": "clear", "args": {"pad": "x" * (1 << 20)}}

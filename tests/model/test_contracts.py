@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from durable_sessions.errors import ContractError, InvalidArguments, UnknownOperation
 from durable_sessions.examples.calculator import Calculator
@@ -225,6 +227,41 @@ def test_bad_arguments_are_rejected_with_details(args: dict[str, object], expect
         op.validate_args(args)
     assert expected in str(raised.value)
     assert raised.value.errors
+
+
+@contract
+class Measures:
+    @operation
+    async def record(
+        self, reading: float, limit: Annotated[float, Field(allow_inf_nan=True)] = math.inf
+    ) -> float: ...
+
+
+@pytest.mark.parametrize("reading", ["NaN", "nan", "Infinity", "-inf", math.inf, math.nan, 1e400])
+def test_float_arguments_that_json_cannot_carry_are_refused(reading: object) -> None:
+    op = contract_of(Measures).operation("record")
+    with pytest.raises(InvalidArguments, match="reading: Input should be a finite number") as e:
+        op.validate_args({"reading": reading})
+    assert [error["loc"] for error in e.value.errors] == [["reading"]]
+
+
+def test_a_type_that_allows_nan_keeps_it_as_a_string_json_can_carry() -> None:
+    op = contract_of(Measures).operation("record")
+    for given, carried in [(math.inf, "Infinity"), ("-Infinity", "-Infinity"), ("NaN", "NaN")]:
+        args = op.validate_args({"reading": 1.5, "limit": given})
+        assert args == {"reading": 1.5, "limit": carried}
+        assert json.loads(json.dumps(args, allow_nan=False)) == args
+    assert op.validate_args({"reading": 1.5}) == {"reading": 1.5, "limit": "Infinity"}
+    assert op.load_args({"reading": 1.5, "limit": "-Infinity"})["limit"] == -math.inf
+    assert math.isnan(op.load_args({"reading": 1.5, "limit": "NaN"})["limit"])
+
+
+@pytest.mark.parametrize(("value", "carried"), [(math.inf, "Infinity"), (-math.inf, "-Infinity")])
+def test_non_finite_results_are_carried_as_strings_not_null(value: float, carried: str) -> None:
+    op = contract_of(Measures).operation("record")
+    assert op.dump_result(value) == carried
+    assert op.load_result(carried) == value
+    assert math.isnan(op.load_result(op.dump_result(math.nan)))
 
 
 def test_python_calls_bind_positional_and_keyword_arguments() -> None:

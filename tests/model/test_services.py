@@ -51,6 +51,17 @@ async def test_calculator_keeps_its_result_as_instance_state() -> None:
     assert spec.restore(None) == CalculatorService()
 
 
+async def test_an_overflowed_instance_state_is_saved_as_infinity_not_null() -> None:
+    spec = service_of(CalculatorService)
+    ops = spec.contract.operations
+    instance = spec.new_instance()
+    await spec.invoke(instance, ops["add_to"], {"n": 1e308})
+    await spec.invoke(instance, ops["multiply_by"], {"n": 10})
+    saved = spec.snapshot(instance)
+    assert saved == {"result": "Infinity"}
+    assert await spec.invoke(spec.restore(saved), ops["equals"], {}) == "Infinity"
+
+
 def test_default_instancing_depends_on_the_session_mode() -> None:
     @service(Notify)
     class Notifier:
