@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     services: str = Field(
         "durable_sessions.examples.calculator:CalculatorService",
-        description="Comma-separated module:Service list served by `up` and `worker`.",
+        description="Comma-separated module:Service list served by `up` and `worker`, each "
+        "optionally @endpoint, @endpoint:binding or @:binding; the same in every process.",
     )
     session_inactivity_timeout_s: float = Field(
         600.0, gt=0, description="Idle time after which a session expires (WCF receiveTimeout)."
@@ -122,7 +123,7 @@ class Settings(BaseSettings):
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
 
     def service_paths(self) -> list[str]:
-        """The ``module:Service`` paths from ``DS_SERVICES``."""
+        """The ``module:Service[@endpoint[:binding]]`` entries of ``DS_SERVICES``."""
         return [s.strip() for s in self.services.split(",") if s.strip()]
 
     def __repr_args__(self) -> Any:

@@ -1,6 +1,6 @@
 """The worker process: settings in, runtime out, stopped cleanly by SIGTERM or SIGINT.
 
-``python -m workers [--service module:Service ...] [--endpoint NAME]`` and
+``python -m workers [--service module:Service ...] [--endpoint NAME] [--binding BINDING]`` and
 ``durable-sessions worker`` both run :func:`run`.
 """
 
@@ -25,6 +25,7 @@ from durable_sessions.hosting.composition import (
 )
 from durable_sessions.hosting.logs import setup_logging
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.model.endpoints import Binding
 from durable_sessions.reliable.amqp import AmqpReliableDestination
 from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings, redact_url
@@ -33,10 +34,13 @@ log = logging.getLogger("durable_sessions.worker")
 
 
 async def serve(
-    settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None
+    settings: Settings,
+    service_paths: Sequence[str] = (),
+    endpoint: str | None = None,
+    binding: Binding | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; the batch in progress finishes, nothing else is acked."""
-    served = served_endpoints(settings, service_paths, endpoint)
+    served = served_endpoints(settings, service_paths, endpoint, binding)
     store = build_store(settings)
     try:
         await store.ping()
@@ -76,11 +80,20 @@ async def serve(
             ]
             reliable = [asyncio.create_task(d.run(), name=f"wsrm-{d.queue}") for d in destinations]
             for endpoint_, service in served:
+                takes = [
+                    kind
+                    for kind, taken in (
+                        ("sessions", endpoint_.accepts_sessions),
+                        ("datagrams", endpoint_.accepts_datagrams),
+                    )
+                    if taken
+                ]
                 log.info(
-                    "serving %s on endpoint %r (%s) from %s, broker %s",
+                    "serving %s on endpoint %r (%s binding: %s) from %s, broker %s",
                     service.path,
                     endpoint_.name,
                     endpoint_.binding,
+                    " and ".join(takes),
                     redact_url(settings.database_url),
                     redact_url(settings.broker_url),
                 )
@@ -107,10 +120,15 @@ async def serve(
     log.info("stopped")
 
 
-def run(settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None) -> None:
+def run(
+    settings: Settings,
+    service_paths: Sequence[str] = (),
+    endpoint: str | None = None,
+    binding: Binding | None = None,
+) -> None:
     """Set up logging, then :func:`serve` until SIGTERM or SIGINT."""
     setup_logging("worker", settings.log_level)
-    asyncio.run(serve(settings, service_paths, endpoint))
+    asyncio.run(serve(settings, service_paths, endpoint, binding))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -127,8 +145,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="service to serve (repeatable; default: DS_SERVICES)",
     )
     parser.add_argument("--endpoint", help="endpoint name (default: from the contract name)")
+    parser.add_argument(
+        "--binding",
+        choices=[binding.value for binding in Binding],
+        help="the endpoint's binding (default: datagram for a NOT_ALLOWED contract, else "
+        "queued-session)",
+    )
     arguments = parser.parse_args(argv)
     try:
-        run(Settings(), arguments.service, arguments.endpoint)
+        binding = Binding(arguments.binding) if arguments.binding else None
+        run(Settings(), arguments.service, arguments.endpoint, binding)
     except DurableSessionsError as error:
         sys.exit(f"error: {error}")

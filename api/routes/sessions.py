@@ -138,7 +138,7 @@ async def send_message(session_id: str, body: SendMessage, plane: Plane) -> Acce
 
 @router.post("/datagrams", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def send_a_datagram(body: SendDatagram, plane: Plane) -> Accepted:
-    """Send one message outside any session to a datagram endpoint."""
+    """Send one message outside any session (a contract that does not require sessions)."""
     endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
     sent = await plane.client.send(
         SendRequest(endpoint, None, body.operation, body.args, body.message_id)

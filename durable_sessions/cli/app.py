@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from durable_sessions.model.endpoints import Binding
 from durable_sessions.settings import Settings, redact_url
 
 app = typer.Typer(
@@ -81,11 +82,20 @@ def worker(
         str | None,
         typer.Option("--endpoint", help="Endpoint name (default: from the contract name)."),
     ] = None,
+    binding: Annotated[
+        Binding | None,
+        typer.Option(
+            "--binding",
+            help="The endpoint's binding (default: datagram for a NOT_ALLOWED contract, else "
+            "queued-session).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
     from workers.main import run
 
-    run(load_settings(), service or [], endpoint)
+    run(load_settings(), service or [], endpoint, binding)
 
 
 @app.command()

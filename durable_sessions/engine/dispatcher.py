@@ -115,11 +115,12 @@ class Dispatcher:
 
     @property
     def queues(self) -> list[str]:
-        """The queues this dispatcher consumes."""
-        topology = self.endpoint.topology
-        if self.endpoint.binding.sessionful:
-            return [q.name for q in topology.session_queues]
-        return [topology.datagram_queue.name]
+        """The queues this dispatcher consumes: session queues, datagram queue, or both."""
+        endpoint, topology = self.endpoint, self.endpoint.topology
+        queues = [q.name for q in topology.session_queues] if endpoint.accepts_sessions else []
+        if endpoint.accepts_datagrams:
+            queues.append(topology.datagram_queue.name)
+        return queues
 
     async def run(self) -> None:
         """Consume and apply until :meth:`stop`."""

@@ -27,7 +27,7 @@ from durable_sessions.errors import (
     TerminatingOperationCalled,
 )
 from durable_sessions.model.contracts import OperationSpec, SessionMode
-from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.endpoints import Binding, Endpoint
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     JSON,
@@ -68,11 +68,8 @@ async def open_session(
     session_id: str | None = None,
 ) -> SessionRecord:
     """Create an open session on ``endpoint``."""
-    if endpoint.contract.session_mode is SessionMode.NOT_ALLOWED or not endpoint.binding.sessionful:
-        raise SessionsNotAllowed(
-            f"contract {endpoint.contract.name!r} on endpoint {endpoint.name!r} does not use "
-            "sessions: send datagrams instead"
-        )
+    if not endpoint.accepts_sessions:
+        raise SessionsNotAllowed(_sessionless_text(endpoint))
     if inactivity_timeout_s <= 0 or (ttl_s is not None and ttl_s <= 0):
         raise ConfigurationError("session timeouts must be greater than zero")
     labels = dict(labels or {})
@@ -157,9 +154,10 @@ async def send_many(
 
 def _validate(request: SendRequest) -> tuple[OperationSpec, dict[str, JSON]]:
     endpoint = request.endpoint
-    if request.session_id is None and endpoint.binding.sessionful:
+    if request.session_id is None and not endpoint.accepts_datagrams:
         raise ConfigurationError(
-            f"endpoint {endpoint.name!r} uses the {endpoint.binding} binding: open a session"
+            f"contract {endpoint.contract.name!r} requires sessions (SessionMode.REQUIRED): "
+            f"open a session on endpoint {endpoint.name!r} to call {request.operation!r}"
         )
     op = endpoint.contract.operation(request.operation)
     args = op.validate_args(request.args)
@@ -241,7 +239,7 @@ async def send_datagram(
     *,
     message_id: str | None = None,
 ) -> Sent:
-    """Send one message outside any session to a datagram endpoint."""
+    """Send one message outside any session to an endpoint that takes datagrams."""
     request = SendRequest(endpoint, None, operation, args, message_id)
     return _one(await send_many(tx, [request], now))
 
@@ -265,6 +263,21 @@ def _check_can_send(session: SessionRecord, op: OperationSpec, endpoint: Endpoin
         raise SessionNotOpen(session.id, session.state.value)
     if session.last_sent_seq == 0 and not op.initiating:
         raise NotInitiating(not_initiating_text(op, endpoint))
+
+
+def _sessionless_text(endpoint: Endpoint) -> str:
+    """Why ``endpoint`` refuses sessions, and what to do instead."""
+    contract = endpoint.contract
+    if contract.session_mode is SessionMode.NOT_ALLOWED:
+        return (
+            f"contract {contract.name!r} does not allow sessions (SessionMode.NOT_ALLOWED): "
+            f"send datagrams to endpoint {endpoint.name!r} instead"
+        )
+    return (
+        f"endpoint {endpoint.name!r} serves contract {contract.name!r} on the "
+        f"'{endpoint.binding}' binding, which has no sessions: send datagrams, or serve the "
+        f"contract on the '{Binding.QUEUED_SESSION}' binding"
+    )
 
 
 def not_initiating_text(op: OperationSpec, endpoint: Endpoint) -> str:

@@ -17,7 +17,13 @@ from durable_sessions.engine.client import Client
 from durable_sessions.engine.dispatcher import Throttles
 from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.errors import ConfigurationError
-from durable_sessions.model.endpoints import Endpoint, Endpoints, PoisonPolicy, ReceiveErrorHandling
+from durable_sessions.model.endpoints import (
+    Binding,
+    Endpoint,
+    Endpoints,
+    PoisonPolicy,
+    ReceiveErrorHandling,
+)
 from durable_sessions.model.services import ServiceSpec, load_service
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
@@ -52,26 +58,36 @@ def throttles(settings: Settings) -> Throttles:
 
 
 def served_endpoints(
-    settings: Settings, service_paths: Sequence[str] = (), endpoint: str | None = None
+    settings: Settings,
+    service_paths: Sequence[str] = (),
+    endpoint: str | None = None,
+    binding: Binding | None = None,
 ) -> list[tuple[Endpoint, ServiceSpec]]:
     """The services to serve (``DS_SERVICES`` unless given) and their checked endpoints.
 
-    An entry ``module:Service@name`` serves the service on the endpoint ``name``.
+    An entry ``module:Service@name:binding`` serves the service on the endpoint ``name`` with
+    that binding; both parts are optional (``module:Service@name``, ``module:Service@:binding``).
+    ``endpoint`` and ``binding`` override them for a single service.
     """
     paths = list(service_paths) or settings.service_paths()
     if not paths:
         raise ConfigurationError("no services to serve: set DS_SERVICES or pass --service")
     if endpoint is not None and len(paths) != 1:
         raise ConfigurationError("--endpoint names the endpoint of exactly one --service")
+    if binding is not None and len(paths) != 1:
+        raise ConfigurationError("--binding names the binding of exactly one --service")
     served = []
     for entry in paths:
-        path, _, named = entry.partition("@")
+        path, _, address = entry.partition("@")
+        named, _, bound = address.partition(":")
         service = load_service(path)
+        chosen = binding or (Binding.named(bound) if bound else None)
         served.append(
             (
                 Endpoint.for_service(
                     service,
                     name=endpoint or named or None,
+                    binding=chosen,
                     poison=poison_policy(settings),
                     session_queues=settings.session_queues,
                 ),

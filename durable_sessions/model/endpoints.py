@@ -1,7 +1,9 @@
 """Endpoints: a contract served on a binding, with its topology and poison policy.
 
 Binding compatibility is checked when an endpoint is made, as WCF checks it when a host
-opens, and the error names the binding to use instead.
+opens, and the error names the binding to use instead. As in WCF, a contract whose session mode
+is ALLOWED works both ways on a sessionful binding: its endpoint takes sessions and datagrams,
+and each client chooses.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class Binding(StrEnum):
     def sessionful(self) -> bool:
         """True for the bindings that carry sessions."""
         return self is not Binding.DATAGRAM
+
+    @classmethod
+    def named(cls, name: str) -> Binding:
+        """The binding called ``name``; a :class:`ConfigurationError` lists the known ones."""
+        try:
+            return cls(name.strip().lower())
+        except ValueError:
+            known = ", ".join(f"'{b}'" for b in cls)
+            raise ConfigurationError(f"unknown binding {name!r}: use one of {known}") from None
 
 
 class ReceiveErrorHandling(StrEnum):
@@ -86,6 +97,19 @@ class Endpoint:
     topology: EndpointTopology
     poison: PoisonPolicy = field(default_factory=PoisonPolicy)
 
+    @property
+    def accepts_sessions(self) -> bool:
+        """True when clients may open sessions here: a sessionful binding, sessions allowed."""
+        return self.binding.sessionful and self.contract.session_mode is not SessionMode.NOT_ALLOWED
+
+    @property
+    def accepts_datagrams(self) -> bool:
+        """True when clients may send datagrams here: unless the contract requires sessions.
+
+        On a sessionful binding an ALLOWED contract takes datagrams beside sessions.
+        """
+        return self.contract.session_mode is not SessionMode.REQUIRED
+
     @classmethod
     def for_service(
         cls,
@@ -99,7 +123,7 @@ class Endpoint:
         """The endpoint of ``service``, checked for binding compatibility.
 
         The binding defaults to ``datagram`` for contracts that do not allow sessions and to
-        ``queued-session`` for the others.
+        ``queued-session`` for the others (which takes datagrams too if sessions are ALLOWED).
         """
         contract = service.contract
         chosen = binding or (

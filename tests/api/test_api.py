@@ -22,6 +22,7 @@ from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.services import service, service_of
 from durable_sessions.settings import Settings
 from durable_sessions.store.memory import MemoryStore
+from tests.modes import TallyService
 
 KEY = "test-key-123"
 PROBLEM = "application/problem+json"
@@ -57,6 +58,7 @@ def stack(tmp_path: Path) -> Stack:
             service_of(CalculatorService),
         ),
         (Endpoint.for_service(service_of(NotesService)), service_of(NotesService)),
+        (Endpoint.for_service(service_of(TallyService)), service_of(TallyService)),
     ]
     runtime = Runtime(
         store, node.connect(), served, sweep_interval_s=0.02, relay_poll_interval_s=0.02
@@ -335,11 +337,39 @@ async def test_datagrams(http: httpx.AsyncClient) -> None:
     assert sent.status_code == 202
     done = (await http.get(f"/v1/messages/{sent.json()['message_id']}", params={"wait": 10})).json()
     assert (done["status"], done["session_id"], done["seq"]) == ("applied", None, None)
-    assert_problem(
+    refused = assert_problem(
         await http.post("/v1/datagrams", json={"contract": "Calculator", "operation": "clear"}),
         422,
         "invalid-request",
     )
+    assert refused["detail"] == (
+        "contract 'Calculator' requires sessions (SessionMode.REQUIRED): open a session on "
+        "endpoint 'calculator' to call 'clear'"
+    )
+    refused = assert_problem(
+        await http.post("/v1/sessions", json={"contract": "Notes"}), 422, "sessions-not-allowed"
+    )
+    assert refused["detail"] == (
+        "contract 'Notes' does not allow sessions (SessionMode.NOT_ALLOWED): send datagrams to "
+        "endpoint 'notes' instead"
+    )
+
+
+async def test_an_allowed_contract_takes_sessions_and_datagrams(http: httpx.AsyncClient) -> None:
+    opened = await http.post("/v1/sessions", json={"contract": "Tally"})
+    assert opened.status_code == 201, opened.text
+    sid = opened.json()["id"]
+    await send(http, sid, "add", n=2)
+    await send(http, sid, "add", n=3)
+    assert (await send(http, sid, "total")).json()["seq"] == 3
+    total = (await http.get(f"/v1/sessions/{sid}/messages/3", params={"wait": 10})).json()
+    assert (total["status"], total["result"]) == ("applied", 5)
+    sent = await http.post(
+        "/v1/datagrams", json={"contract": "Tally", "operation": "add", "args": {"n": 7}}
+    )
+    assert sent.status_code == 202, sent.text
+    done = (await http.get(f"/v1/messages/{sent.json()['message_id']}", params={"wait": 10})).json()
+    assert (done["status"], done["session_id"], done["seq"]) == ("applied", None, None)
 
 
 # --- close, terminate, resume, dead letters --------------------------------------------------

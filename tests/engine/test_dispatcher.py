@@ -1,4 +1,5 @@
-"""The dispatcher's throttles: batches split by the number of sessions, limits checked."""
+"""The dispatcher: the queues it consumes, and its throttles (batches split by the number of
+sessions, limits checked)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,33 @@ from durable_sessions.engine.dispatcher import Dispatcher, Throttles
 from durable_sessions.engine.outbox import publish_after_commit
 from durable_sessions.engine.sending import SendRequest, open_session, send_many
 from durable_sessions.examples.calculator import CalculatorService
-from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.endpoints import Binding, Endpoint
 from durable_sessions.model.records import utcnow
 from durable_sessions.model.services import service_of
 from durable_sessions.model.wire import WireMessage
 from durable_sessions.store.memory import MemoryStore
+from tests.modes import AlertsService, LedgerService, PerCallTallyService, TallyService
+
+
+@pytest.mark.parametrize(
+    ("service", "binding", "sessions", "datagrams"),
+    [
+        (LedgerService, Binding.QUEUED_SESSION, True, False),
+        (AlertsService, Binding.DATAGRAM, False, True),
+        (TallyService, Binding.QUEUED_SESSION, True, True),
+        (TallyService, Binding.RELIABLE_SESSION, True, True),
+        (PerCallTallyService, Binding.DATAGRAM, False, True),
+    ],
+)
+def test_an_allowed_contract_is_consumed_from_its_session_and_datagram_queues(
+    service: type, binding: Binding, sessions: bool, datagrams: bool
+) -> None:
+    spec = service_of(service)
+    endpoint = Endpoint.for_service(spec, binding=binding)
+    topology = endpoint.topology
+    expected = [q.name for q in topology.session_queues] if sessions else []
+    expected += [topology.datagram_queue.name] if datagrams else []
+    assert Dispatcher(MemoryStore(), MemoryNode().connect(), endpoint, spec).queues == expected
 
 
 def delivery(session: str, seq: int) -> Delivery:

@@ -12,7 +12,7 @@ import pytest
 from durable_sessions.engine.client import Client
 from durable_sessions.engine.control import ResumeAction, resume_session
 from durable_sessions.engine.outbox import OutboxTransaction, publish_after_commit
-from durable_sessions.engine.sending import open_session, send
+from durable_sessions.engine.sending import SendRequest, open_session, send
 from durable_sessions.errors import (
     NotInitiating,
     OperationFailed,
@@ -26,6 +26,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import DeadLetterReason, MessageStatus, SessionRecord, utcnow
 from durable_sessions.store.base import DeadLetterQuery, SessionQuery
 from tests.e2e.journal import Journal, JournalService
+from tests.modes import Tally, TallyService
 from tests.stacks import Stack
 
 pytestmark = pytest.mark.timeout(90)
@@ -61,6 +62,25 @@ async def test_calculator_session_end_to_end(stack: Stack) -> None:
     assert stored.state is SessionState.CLOSED
     assert (stored.last_sent_seq, stored.last_applied_seq, stored.applied_count) == (5, 5, 5)
     assert stored.instance_state == {"result": 14.0}
+
+
+async def test_an_allowed_contract_is_served_to_sessions_and_datagrams(stack: Stack) -> None:
+    endpoint = stack.endpoint(TallyService)
+    runtime = await stack.runtime([(endpoint, TallyService)])
+    client = runtime.client
+    async with client.session(Tally, endpoint=endpoint.name) as tally:
+        await tally.add(2)
+        await tally.add(3)
+        assert await tally.total() == 5
+    sent = await client.send(SendRequest(endpoint, None, "add", {"n": 7}))
+    datagram = await client.wait(sent.message.message_id, timeout_s=20)
+    assert (datagram.status, datagram.session_id, datagram.seq) == (
+        MessageStatus.APPLIED,
+        None,
+        None,
+    )
+    # A datagram of a PER_SESSION service is a call of its own, on a fresh instance (WCF's rule).
+    assert await client.datagrams(Tally, endpoint=endpoint.name).total() == 0
 
 
 async def test_many_sessions_through_competing_workers_apply_in_order(stack: Stack) -> None:
