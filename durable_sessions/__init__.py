@@ -20,6 +20,8 @@ from durable_sessions.errors import (
     DurableSessionsError,
     NotInitiating,
     OperationFailed,
+    SessionAborted,
+    SessionFaulted,
     SessionNotOpen,
     TerminatingOperationCalled,
 )
@@ -48,7 +50,9 @@ __all__ = [
     "RejectMessage",
     "RetryLater",
     "Runtime",
+    "SessionAborted",
     "SessionContext",
+    "SessionFaulted",
     "SessionMode",
     "SessionNotOpen",
     "SessionState",

@@ -17,6 +17,8 @@ errors (SQLAlchemy, aio-pika/aiormq, lxml) are translated at the adapter boundar
     ├── SessionError                        a request about one session was refused
     │   ├── SessionNotFound
     │   └── SessionNotOpen                  the session refuses messages (closing, closed, ...)
+    │       ├── SessionAborted              the client aborted it (CommunicationObjectAborted)
+    │       └── SessionFaulted              it faulted (CommunicationObjectFaultedException)
     ├── DeadLetterNotFound
     ├── ReplayRefused                       a dead letter cannot be replayed (again)
     ├── MessageNotFound
@@ -108,6 +110,33 @@ class SessionNotOpen(SessionError):
         self.state = state
         super().__init__(
             session_id, f"session {session_id!r} is {state} and accepts no more messages"
+        )
+
+
+class SessionAborted(SessionNotOpen):
+    """The client aborted its session: WCF's ``CommunicationObjectAbortedException``."""
+
+    def __init__(self, session_id: str) -> None:
+        self.state = "aborted"
+        SessionError.__init__(
+            self,
+            session_id,
+            f"The session {session_id!r} cannot be used for communication because it has been "
+            "Aborted.",
+        )
+
+
+class SessionFaulted(SessionNotOpen):
+    """The session faulted: WCF's ``CommunicationObjectFaultedException``; ``reason`` says why."""
+
+    def __init__(self, session_id: str, reason: str | None = None) -> None:
+        self.state = "faulted"
+        self.reason = reason
+        SessionError.__init__(
+            self,
+            session_id,
+            f"The session {session_id!r} cannot be used for communication because it is in the "
+            f"Faulted state{f': {reason}' if reason else '.'}",
         )
 
 

@@ -20,6 +20,7 @@ from durable_sessions.hosting.composition import reliable_settings
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
 from durable_sessions.wsrm.errors import EnvelopeRejected
+from durable_sessions.wsrm.faults import fault_envelope
 from durable_sessions.wsrm.messages import (
     AddressingFaultCode,
     Envelope,
@@ -101,7 +102,10 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
     try:
         reply = await host.handle(inbound.envelope, version)
     except (MessageRejected, SessionError, ConfigurationError) as error:
-        return _fault(Fault(FaultCode.SENDER, str(error)), version, 400)
+        fault = Fault(FaultCode.SENDER, str(error))
+        return _answer(
+            fault_envelope(fault, version, relates_to=inbound.envelope.message_id), version
+        )
     if reply is None:
         return Response(status_code=202)
     return _answer(reply, version)

@@ -10,40 +10,37 @@
 Every call is one durable send; a two-way call then waits for its result (or raises
 :class:`~durable_sessions.errors.OperationFailed` with the service's error). The client checks
 WCF's rules before sending anything: the first call must be initiating, nothing may follow a
-terminating call, and nothing may be sent after the session closed. Leaving the block closes the
-session gracefully; ``abort()`` terminates it.
+terminating call, and nothing may be sent after the session closed or was aborted
+(:mod:`~durable_sessions.engine.handle`). Leaving the block closes the session gracefully, and
+never masks an exception the block raised; ``abort()`` terminates it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
 from durable_sessions.engine.control import close_session, terminate_session
+from durable_sessions.engine.handle import SessionHandle
 from durable_sessions.engine.outbox import OutboxRelay, OutboxTransaction, publish_after_commit
-from durable_sessions.engine.sending import (
-    SendRequest,
-    Sent,
-    not_initiating_text,
-    open_session,
-    send_many,
-)
+from durable_sessions.engine.sending import SendRequest, Sent, open_session, send_many
 from durable_sessions.errors import (
     ConcurrencyConflict,
+    IllegalTransition,
     MessageNotFound,
-    NotInitiating,
     OperationFailed,
     SessionNotOpen,
-    TerminatingOperationCalled,
     UniquenessViolation,
 )
 from durable_sessions.model.contracts import ContractSpec, OperationSpec, contract_of
 from durable_sessions.model.endpoints import Endpoint, Endpoints
+from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import MessageRecord, MessageStatus, SessionRecord, utcnow
-from durable_sessions.store.base import Store
+from durable_sessions.store.base import SessionLock, Store, UnitOfWork
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -152,7 +149,13 @@ class Client:
 
 
 class SessionContext(Generic[C]):
-    """One session seen from the client: ``async with`` gives the contract's proxy."""
+    """One session seen from the client: ``async with`` gives the contract's proxy.
+
+    Leaving the block closes the session; if the block raised, its exception goes on and
+    a failed close is only noted on it (never masks it). Closing a session that faulted
+    aborts the client's handle and raises :class:`~durable_sessions.errors.SessionFaulted`;
+    the session stays faulted for an operator to resume, skip or terminate.
+    """
 
     def __init__(
         self,
@@ -166,12 +169,10 @@ class SessionContext(Generic[C]):
         self.client = client
         self.endpoint = endpoint
         self.record: SessionRecord | None = None
+        self.handle = SessionHandle(endpoint.contract)
         self._labels = labels
         self._inactivity_timeout_s = inactivity_timeout_s
         self._ttl_s = ttl_s
-        self._sent = 0
-        self._terminated_by: str | None = None
-        self._ended = False
 
     @property
     def id(self) -> str:
@@ -193,26 +194,41 @@ class SessionContext(Generic[C]):
                 labels=self._labels,
             )
         )
+        self.handle.opened(self.record.id)
         return cast(C, ContractProxy(self.endpoint.contract, self._call))
 
     async def close(self) -> None:
-        """Close gracefully: what was sent is applied, nothing more may be sent."""
-        if self._ended or self.record is None:
+        """Close gracefully: what was sent is applied, nothing more may be sent.
+
+        Raises :class:`~durable_sessions.errors.SessionFaulted` if the session faulted, and
+        :class:`~durable_sessions.errors.SessionNotOpen` if it was terminated or expired.
+        """
+        if not self.handle.closing():
             return
-        self._ended = True
-        if self._terminated_by is None:
+        if self.handle.terminated_by is None:  # else the terminating call closes it
             now = self.client.clock()
             sid = self.id
-            await self.client.transact(lambda tx: close_session(tx.uow, sid, now))
+            session = await self.client.transact(lambda tx: _close(tx.uow, sid, now))
+            if session.state is SessionState.FAULTED:
+                self.handle.faulted(session.fault_reason or "faulted")
+                self.handle.closing()  # aborts the handle and raises SessionFaulted
+            if session.state.is_final and session.state is not SessionState.CLOSED:
+                self.handle.closed()
+                raise SessionNotOpen(sid, session.state.value)
+        self.handle.closed()
 
     async def abort(self, reason: str = "aborted by the client") -> None:
-        """Terminate the session: messages not applied yet become dead letters."""
-        if self._ended or self.record is None:
+        """Terminate the session: messages not applied yet become dead letters.
+
+        Later calls raise :class:`~durable_sessions.errors.SessionAborted`. A session that has
+        ended already is left as it is.
+        """
+        if not self.handle.aborting():
             return
-        self._ended = True
         now = self.client.clock()
         sid = self.id
-        await self.client.transact(lambda tx: terminate_session(tx.uow, sid, reason, now))
+        with contextlib.suppress(IllegalTransition):  # it ended on its own: nothing to abort
+            await self.client.transact(lambda tx: terminate_session(tx.uow, sid, reason, now))
 
     async def __aenter__(self) -> C:
         return await self.open()
@@ -223,24 +239,39 @@ class SessionContext(Generic[C]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await close_after(self.close, exc)
 
     async def _call(self, op: OperationSpec, args: dict[str, Any]) -> Any:
-        if self._terminated_by is not None:
-            raise TerminatingOperationCalled(
-                "This channel cannot send any more messages because IsTerminating operation "
-                f"{self._terminated_by!r} has already been called."
-            )
-        if self._ended:
-            raise SessionNotOpen(self.id, "closed")
-        if self._sent == 0 and not op.initiating:
-            raise NotInitiating(not_initiating_text(op, self.endpoint))
+        self.handle.check(op)
         sent = await self.client.send(SendRequest(self.endpoint, self.id, op.name, args))
-        self._sent += 1
-        if op.terminating:
-            self._terminated_by = op.name
-            self._ended = True
+        self.handle.called(op)
         return await self.client.outcome(op, sent)
+
+
+async def _close(uow: UnitOfWork, session_id: str, now: datetime) -> SessionRecord:
+    """Close the session, unless it has faulted or ended another way (returned as it is)."""
+    session = await uow.sessions.get(session_id, lock=SessionLock.BOTH)
+    if session is not None and session.state in _NOT_CLOSABLE:
+        return session
+    return await close_session(uow, session_id, now)
+
+
+_NOT_CLOSABLE = frozenset({SessionState.FAULTED, SessionState.TERMINATED, SessionState.EXPIRED})
+
+
+async def close_after(close: Callable[[], Awaitable[None]], error: BaseException | None) -> None:
+    """Close at the end of an ``async with`` block that raised ``error`` (or None).
+
+    The block's own exception is never masked: if the close fails too, the failure is added
+    to it as a note and the block's exception goes on.
+    """
+    if error is None:
+        await close()
+        return
+    try:
+        await close()
+    except Exception as failed:
+        error.add_note(f"closing the session then failed: {failed}")
 
 
 class _GroupCommit:

@@ -26,7 +26,7 @@ from durable_sessions.errors import (
     SessionsNotAllowed,
     TerminatingOperationCalled,
 )
-from durable_sessions.model.contracts import OperationSpec, SessionMode
+from durable_sessions.model.contracts import ContractSpec, OperationSpec, SessionMode
 from durable_sessions.model.endpoints import Binding, Endpoint
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
@@ -262,7 +262,7 @@ def _check_can_send(session: SessionRecord, op: OperationSpec, endpoint: Endpoin
     if session.state is not SessionState.OPEN:
         raise SessionNotOpen(session.id, session.state.value)
     if session.last_sent_seq == 0 and not op.initiating:
-        raise NotInitiating(not_initiating_text(op, endpoint))
+        raise NotInitiating(not_initiating_text(op, endpoint.contract))
 
 
 def _sessionless_text(endpoint: Endpoint) -> str:
@@ -280,9 +280,9 @@ def _sessionless_text(endpoint: Endpoint) -> str:
     )
 
 
-def not_initiating_text(op: OperationSpec, endpoint: Endpoint) -> str:
+def not_initiating_text(op: OperationSpec, contract: ContractSpec) -> str:
     """WCF's error for a non-initiating first call, with the operations that may start."""
-    starters = ", ".join(o.name for o in endpoint.contract.operations.values() if o.initiating)
+    starters = ", ".join(o.name for o in contract.operations.values() if o.initiating)
     return (
         f"The operation {op.name!r} cannot be the first operation to be called because it is "
         f"not initiating; start the session with one of: {starters}"

@@ -20,8 +20,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from durable_sessions.engine.client import ContractProxy
-from durable_sessions.errors import MessageRejected, OperationFailed
+from durable_sessions.engine.client import ContractProxy, close_after
+from durable_sessions.engine.handle import HandleState, SessionHandle
+from durable_sessions.errors import MessageRejected, OperationFailed, SessionFaulted
 from durable_sessions.model.contracts import OperationSpec, contract_of
 from durable_sessions.model.records import SequenceRecord, utcnow
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, call_action
@@ -124,8 +125,14 @@ class ReliableClient(ABC):
 class ReliableSession(Generic[C]):
     """One sequence seen from the client: ``async with`` gives the contract's proxy.
 
-    A one-way call returns once it is sent; a two-way call waits for its reply. Leaving the
-    block closes the sequence gracefully.
+    Calls are checked before anything is sent, with the queued client's rules and errors
+    (:mod:`~durable_sessions.engine.handle`). A one-way call returns once it is sent; a
+    two-way call waits for its reply. A call the destination refuses raises
+    :class:`~durable_sessions.errors.MessageRejected`, on that call only; its message can
+    never be delivered, so the sequence faults (the destination is told) and later calls
+    raise :class:`~durable_sessions.errors.SessionFaulted`. Leaving the block closes the
+    sequence gracefully; if the block raised, the sequence stays stored and resumable and the
+    block's exception goes on. :meth:`abort` gives up on the sequence at once.
     """
 
     def __init__(self, client: ReliableClient, resume: str | None) -> None:
@@ -140,6 +147,8 @@ class ReliableSession(Generic[C]):
         self._reply_state: DestinationSequenceState | None = None
         self._create_id = uuid.uuid4().urn
         self._results: dict[str, Reply] = {}
+        self._refusals: dict[str, str] = {}
+        self.handle = SessionHandle(client.contract)
 
     @property
     def identifier(self) -> str:
@@ -180,20 +189,54 @@ class ReliableSession(Generic[C]):
             self._state = state
             await self._run(actions)
             await self._until(lambda: self._state_now().status is not SourceStatus.CREATING)
+        state = self._state_now()
+        self.handle.opened(state.identifier or "-", sent=state.next_number - 1)
+        if state.status is SourceStatus.TERMINATED:
+            self.handle.closed()
+        self._note_fault()
         return cast(C, ContractProxy(self.client.contract, self._call))
 
     async def close(self) -> None:
-        """Close gracefully: wait until every message is acknowledged, then terminate."""
-        state = self._state_now()
-        if state.status not in (SourceStatus.TERMINATED, SourceStatus.FAULTED):
-            state, actions = self.source.close(state, seconds(self.client.clock()))
+        """Close gracefully: wait until every message is acknowledged, then terminate.
+
+        Closing a faulted sequence aborts it and raises
+        :class:`~durable_sessions.errors.SessionFaulted`, as WCF's ``Close()`` of a faulted
+        channel does.
+        """
+        self._note_fault()
+        try:
+            closing = self.handle.closing()
+        except SessionFaulted:
+            await self._release(ended=True)
+            raise
+        if closing:
+            state, actions = self.source.close(self._state_now(), seconds(self.client.clock()))
             self._state = state
             await self._save()
             await self._run(actions)
             await self._until(lambda: self._state_now().status is SourceStatus.TERMINATED)
+            self.handle.closed()
+        await self._release(ended=True)
+
+    async def abort(self) -> None:
+        """Give up on the sequence now: the destination is told (SequenceTerminated, "Due to a
+        user abort the reliable session cannot continue."), which terminates its session;
+        nothing is waited for, and later calls raise
+        :class:`~durable_sessions.errors.SessionAborted`.
+        """
+        if not self.handle.aborting():
+            return
+        state = self._state
+        if state is not None:
+            self._state, actions = self.source.abort(state, seconds(self.client.clock()))
+            await self._save()
+            await self._tell(actions)
+        await self._release(ended=True)
+
+    async def _release(self, *, ended: bool) -> None:
         if self._link is not None:
-            await self._link.close(ended=True)
-            self._link = None
+            link, self._link = self._link, None
+            await link.close(ended=ended)
 
     async def __aenter__(self) -> C:
         return await self.open()
@@ -206,13 +249,16 @@ class ReliableSession(Generic[C]):
     ) -> None:
         if exc is None:
             await self.close()
-        elif self._link is not None:
-            await self._link.close(ended=False)
-            self._link = None
+        else:
+            # Resumable later, unless it cannot go on.
+            ended = self.handle.state is not HandleState.OPENED
+            await close_after(lambda: self._release(ended=ended), exc)
 
     # -- calling ----------------------------------------------------------------------------
 
     async def _call(self, op: OperationSpec, args: dict[str, Any]) -> Any:
+        self._note_fault()
+        self.handle.check(op)
         payload = self.client.calls.write_call(Call(op.name, args))
         await self._until(lambda: self.source.available(self._state_now()) > 0)
         message_id = uuid.uuid4().urn
@@ -227,16 +273,60 @@ class ReliableSession(Generic[C]):
         except TransferWindowFull:  # the window closed while waiting: try again
             return await self._call(op, args)
         self._state = state
+        self.handle.called(op)
         await self._save()
         await self._run(actions)
         if op.one_way:
+            self._raise_refusal(message_id)
             return None
         request = next(a.envelope for a in actions if isinstance(a, Send))
-        await self._until(lambda: message_id in self._results, request=request)
+        await self._until(
+            lambda: message_id in self._results or message_id in self._refusals, request=request
+        )
+        self._raise_refusal(message_id)
         reply = self._results.pop(message_id)
         if reply.error is not None:
             raise OperationFailed(op.name, reply.error)
         return op.load_result(reply.result)
+
+    def _raise_refusal(self, message_id: str) -> None:
+        reason = self._refusals.pop(message_id, None)
+        if reason is not None:
+            raise MessageRejected(reason)
+
+    async def _refused(self, message_id: str | None, reason: str) -> None:
+        """The destination refused the call sent as ``message_id``; nothing of it was taken.
+
+        Its message number can never be delivered and the messages after it would wait for
+        it for ever: the sequence is aborted (the destination told), the call raises.
+        """
+        if message_id is not None:
+            self._refusals[message_id] = reason
+        self._state, actions = self.source.abort(
+            self._state_now(),
+            seconds(self.client.clock()),
+            f"The RM destination refused a message of the sequence: {reason}",
+        )
+        await self._save()
+        self._note_fault()
+        await self._tell(actions)
+
+    async def _tell(self, actions: list[Action]) -> None:
+        """Send what ``actions`` send, once, without waiting for any answer."""
+        if self._link is None:
+            return
+        for action in actions:
+            if isinstance(action, Send):
+                await self._link.send(self._outgoing(action.envelope))
+
+    def _note_fault(self) -> None:
+        state = self._state
+        if state is not None and state.status is SourceStatus.FAULTED:
+            self.handle.faulted(state.fault.reason if state.fault else "faulted")
+
+    def _faulted(self) -> SessionFaulted:
+        self._note_fault()
+        return SessionFaulted(self.handle.session_id, self.handle.fault)
 
     # -- the protocol loop ------------------------------------------------------------------
 
@@ -267,8 +357,7 @@ class ReliableSession(Generic[C]):
         while not done():
             state = self._state_now()
             if state.status is SourceStatus.FAULTED:
-                reason = state.fault.reason if state.fault else "faulted"
-                raise SequenceError(state.identifier, reason)
+                raise self._faulted()
             wake = self.source.next_wakeup(state)
             if wake is None or loop.time() >= deadline:
                 raise TimeoutError(
@@ -297,14 +386,16 @@ class ReliableSession(Generic[C]):
         if sequence is not None and sequence.message_number in self._state_now().acknowledged:
             answer = await self._link_now().send(self._outgoing(request))
             if answer is not None:
-                await self._absorb(answer)
+                await self._absorb(answer, request)
 
     async def _run(self, actions: list[Action]) -> None:
         for action in actions:
+            if self._state_now().status is SourceStatus.FAULTED:
+                return  # refused on the way: the rest would go to a sequence given up
             if isinstance(action, Send):
                 answer = await self._link_now().send(self._outgoing(action.envelope))
                 if answer is not None:
-                    await self._absorb(answer)
+                    await self._absorb(answer, action.envelope)
 
     def _outgoing(self, envelope: Envelope) -> Envelope:
         reply_to = self._link_now().reply_address
@@ -322,10 +413,14 @@ class ReliableSession(Generic[C]):
             )
         return envelope
 
-    async def _absorb(self, answer: Envelope) -> None:
+    async def _absorb(self, answer: Envelope, request: Envelope | None = None) -> None:
+        """Take in ``answer`` (to ``request``, when it came back on its response)."""
         fault = answer.body
         if isinstance(fault, Fault) and fault.identifier is None and fault.rm_code is None:
-            raise MessageRejected(fault.reason)  # not about the sequence: about the call
+            # Not about the sequence: a refusal of the call it relates to.
+            refused = answer.relates_to or (request.message_id if request else None)
+            await self._refused(refused, fault.reason)
+            return
         now = self.client.clock()
         state, actions = self.source.receive(self._state_now(), answer, seconds(now))
         created = self._state is not None and self._state.identifier is None
@@ -348,9 +443,9 @@ class ReliableSession(Generic[C]):
                     reply = self.client.calls.read_reply(action.payload)
                     self._results[answer.relates_to or ""] = reply
         await self._save()
-        for action in actions:
-            if isinstance(action, Faulted):
-                raise SequenceError(state.identifier, action.fault.reason)
+        if any(isinstance(action, Faulted) for action in actions):
+            await self._tell(actions)
+            raise self._faulted()
         await self._run(actions)
 
     # -- storing ----------------------------------------------------------------------------

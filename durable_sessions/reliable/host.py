@@ -53,6 +53,7 @@ from durable_sessions.wsrm.messages import (
     CloseSequence,
     CreateSequence,
     Envelope,
+    Fault,
     Payload,
     RMAction,
     RMVersion,
@@ -269,7 +270,7 @@ class ReliableSessionHost:
             if call is not None and sequence is not None and sequence.message_number == 1:
                 op = self.endpoint.contract.operation(call.operation)
                 if not op.initiating:
-                    raise NotInitiating(sending.not_initiating_text(op, self.endpoint))
+                    raise NotInitiating(sending.not_initiating_text(op, self.endpoint.contract))
             state, actions = engine.receive(state, envelope, seconds(now))
             await self._apply(tx, record, actions)
             await self._acknowledge_replies(uow, envelope)
@@ -421,6 +422,8 @@ def _destination_identifier(envelope: Envelope) -> str | None:
     body = envelope.body
     if isinstance(body, CloseSequence | TerminateSequence):
         return body.identifier
+    if isinstance(body, Fault) and body.identifier is not None:
+        return body.identifier  # the source gave up on the sequence (SequenceTerminated)
     if envelope.ack_requested:
         return envelope.ack_requested[0].identifier
     return None

@@ -429,11 +429,19 @@ class ReliableSource:
         state = replace(state, status=SourceStatus.CLOSING)
         return self._finish(self._progress_close(state, now, actions), actions)
 
-    def abort(self, state: SourceSequenceState, now: float) -> Step:
-        """Give up on the sequence now, telling the destination (SequenceTerminated)."""
+    def abort(self, state: SourceSequenceState, now: float, reason: str | None = None) -> Step:
+        """Give up on the sequence now, telling the destination (SequenceTerminated).
+
+        ``reason`` is the fault's reason; WCF's for a user abort without one.
+        """
         if state.status in _OVER:
             return state, []
-        fault = faults.user_abort(state.identifier or "")
+        identifier = state.identifier or ""
+        fault = (
+            faults.user_abort(identifier)
+            if reason is None
+            else faults.sequence_terminated(identifier, reason, sender=False)
+        )
         return self._fail(state, fault, notify=state.identifier is not None, actions=[])
 
     def _progress_close(

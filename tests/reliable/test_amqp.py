@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import pytest
 from pydantic import BaseModel
 
 from durable_sessions import SessionMode, contract, operation, service
+from durable_sessions.errors import MessageRejected, NotInitiating, SessionNotOpen
 from durable_sessions.examples.calculator import Calculator, CalculatorService
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import OutboxRecord, utcnow
@@ -22,6 +25,7 @@ from durable_sessions.reliable.client import Link
 from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm.messages import RMVersion
 from durable_sessions.wsrm.settings import ReliableSessionSettings
+from tests.reliable.test_http_client import NewerCalculator, wait_state
 from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
 from tests.stacks import Stack
 
@@ -119,8 +123,49 @@ class SleeperService(BaseModel):
     indirect=True,
 )
 async def test_a_call_waiting_for_its_reply_holds_up_no_other_sequence(stack: Stack) -> None:
-    endpoint = stack.endpoint(SleeperService)
-    runtime = await stack.runtime([(endpoint, SleeperService)])
+    async with served(stack, SleeperService, Sleeper) as client, client.session() as slow:
+        await slow.begin()
+        napping = asyncio.create_task(slow.nap(3.0))
+        await asyncio.sleep(0.5)  # the nap's envelope now waits for its reply
+        started = time.monotonic()
+        async with client.session() as quick:
+            await quick.begin()
+        assert time.monotonic() - started < 2.0
+        assert await napping == 3.0
+
+
+async def test_calls_are_checked_before_sending_and_a_refused_one_faults_the_sequence(
+    stack: Stack,
+) -> None:
+    async with served(stack, CalculatorService, NewerCalculator) as client:
+        refused, aborted = client.session(), client.session()
+        calc = await refused.open()
+        with pytest.raises(NotInitiating, match="cannot be the first operation"):
+            await calc.add_to(5)
+        await calc.clear()
+        with pytest.raises(MessageRejected, match="square_root"):
+            await calc.square_root()
+        with pytest.raises(SessionNotOpen, match="Faulted state: The RM destination"):
+            await calc.add_to(1)
+        with pytest.raises(SessionNotOpen, match="Faulted state"):
+            await refused.close()
+
+        calc = await aborted.open()
+        await calc.clear()
+        await aborted.abort()
+        with pytest.raises(SessionNotOpen, match="has been Aborted"):
+            await calc.add_to(1)
+    for session in (refused, aborted):
+        assert await wait_state(stack.store, session.identifier, SessionState.TERMINATED) is (
+            SessionState.TERMINATED
+        )
+
+
+@asynccontextmanager
+async def served(stack: Stack, service: type, contract: type) -> AsyncIterator[RecordingClient]:
+    """A client of ``contract`` talking to a destination whose workers serve ``service``."""
+    endpoint = stack.endpoint(service)
+    runtime = await stack.runtime([(endpoint, service)])
     destination = AmqpReliableDestination(
         stack.store, runtime.broker, endpoint, relay=runtime.relay
     )
@@ -129,22 +174,15 @@ async def test_a_call_waiting_for_its_reply_holds_up_no_other_sequence(stack: St
     stack.exits.push_async_callback(broker.close)
     client = RecordingClient(
         destination.address,
-        Sleeper,
+        contract,
         broker=broker,
         store=MemoryStore(),
         settings=ReliableSessionSettings(initial_retry_interval=0.2),
         send_timeout_s=20,
     )
     try:
-        async with client, client.session() as slow:
-            await slow.begin()
-            napping = asyncio.create_task(slow.nap(3.0))
-            await asyncio.sleep(0.5)  # the nap's envelope now waits for its reply
-            started = time.monotonic()
-            async with client.session() as quick:
-                await quick.begin()
-            assert time.monotonic() - started < 2.0
-            assert await napping == 3.0
+        async with client:
+            yield client
     finally:
         await destination.stop()
         await serving

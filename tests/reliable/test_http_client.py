@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
 
+from durable_sessions import SessionMode, contract, operation
 from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.errors import (
+    MessageRejected,
+    NotInitiating,
+    SessionNotOpen,
+    TerminatingOperationCalled,
+)
 from durable_sessions.examples.calculator import Calculator
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import SequenceRole, utcnow
 from durable_sessions.reliable.http import ReliableSessionClient
+from durable_sessions.store.base import Store
 from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm.messages import Envelope, RMAction, RMVersion, action_uri
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 from durable_sessions.wsrm.xml import codec
 from tests.reliable.conftest import calculator_app
-from tests.reliable.test_soap_endpoint import VERSIONS, wait_closed
+from tests.reliable.test_soap_endpoint import VERSIONS, session_of, wait_closed
 
 URL = "http://test/v1/soap/calculator"
 
@@ -138,3 +148,94 @@ async def test_a_two_way_call_acknowledged_without_its_reply_is_sent_again(
             await calc.add_to(5)
             assert await calc.equals() == 5.0
     assert lossy[0].lost == 1
+
+
+@contract(session_mode=SessionMode.REQUIRED, name="Calculator")
+class NewerCalculator(Protocol):
+    """The calculator as a newer client knows it: with an operation the service lacks."""
+
+    @operation
+    async def clear(self) -> None: ...
+
+    @operation(initiating=False)
+    async def add_to(self, n: float) -> None: ...
+
+    @operation(initiating=False)
+    async def square_root(self) -> float: ...
+
+    @operation(initiating=False, terminating=True)
+    async def equals(self) -> float: ...
+
+
+async def wait_state(store: Store, identifier: str, state: SessionState) -> SessionState:
+    for _ in range(250):
+        found, _, _ = await session_of(store, identifier)
+        if found is state:
+            break
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_calls_are_checked_before_they_are_sent_and_a_refused_one_wedges_nothing(
+    http: httpx.AsyncClient, server: MemoryStore
+) -> None:
+    session = client_for(http, MemoryStore(), RMVersion.WSRM_1_1).session()
+    calc = await session.open()
+    with pytest.raises(NotInitiating, match="'add_to' cannot be the first operation"):
+        await calc.add_to(5)
+    assert session.sent == 0  # nothing was sent for it
+    await calc.clear()
+    await calc.add_to(5)
+    assert await calc.equals() == 5.0
+    with pytest.raises(TerminatingOperationCalled, match="'equals' has already been called"):
+        await calc.clear()
+    await session.close()
+    assert await wait_closed(server, session.identifier) == (
+        SessionState.CLOSED,
+        {"result": 5.0},
+        3,
+    )
+
+    closed = client_for(http, MemoryStore(), RMVersion.WSRM_1_1).session()
+    async with closed as calc:
+        await calc.clear()
+    with pytest.raises(SessionNotOpen, match="is closed"):
+        await calc.add_to(1)
+
+
+async def test_abort_gives_up_at_once_and_the_destination_terminates_the_session(
+    http: httpx.AsyncClient, server: MemoryStore
+) -> None:
+    session = client_for(http, MemoryStore(), RMVersion.WSRM_1_1).session()
+    async with session as calc:
+        await calc.clear()
+        await calc.add_to(5)
+        await session.abort()
+        with pytest.raises(SessionNotOpen, match="has been Aborted"):
+            await calc.add_to(1)
+    await session.close()  # nothing left to close
+    assert await wait_state(server, session.identifier, SessionState.TERMINATED) is (
+        SessionState.TERMINATED
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.label)
+async def test_a_call_the_destination_refuses_raises_on_that_call_only(
+    http: httpx.AsyncClient, server: MemoryStore, version: RMVersion
+) -> None:
+    settings = ReliableSessionSettings(version=version, initial_retry_interval=0.05)
+    client = ReliableSessionClient(
+        URL, NewerCalculator, store=MemoryStore(), http=http, settings=settings, send_timeout_s=10
+    )
+    session = client.session()
+    with pytest.raises(SessionNotOpen, match="Faulted state") as closing:
+        async with session as calc:
+            await calc.clear()
+            with pytest.raises(MessageRejected, match="square_root"):
+                await calc.square_root()
+            with pytest.raises(SessionNotOpen, match="Faulted state: The RM destination refused"):
+                await calc.add_to(1)
+    assert not isinstance(closing.value, MessageRejected)
+    assert await wait_state(server, session.identifier, SessionState.TERMINATED) is (
+        SessionState.TERMINATED
+    )
