@@ -213,8 +213,13 @@ class ReliableSession(Generic[C]):
             state, actions = self.source.close(self._state_now(), seconds(self.client.clock()))
             self._state = state
             await self._save()
-            await self._run(actions)
-            await self._until(lambda: self._state_now().status is SourceStatus.TERMINATED)
+            try:
+                await self._run(actions)
+                await self._until(lambda: self._state_now().status is SourceStatus.TERMINATED)
+            except SessionFaulted:  # it faulted while closing: aborted, as WCF's Close()
+                self.handle.aborting()
+                await self._release(ended=True)
+                raise
             self.handle.closed()
         await self._release(ended=True)
 
