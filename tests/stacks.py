@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import aio_pika
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.engine.dispatcher import Throttles
 from durable_sessions.engine.runtime import Runtime
 from durable_sessions.model.endpoints import Endpoint, PoisonPolicy
+from durable_sessions.model.records import utcnow
 from durable_sessions.model.services import service_of
 from durable_sessions.model.topology import EndpointTopology
 from durable_sessions.store.base import Store
@@ -79,6 +81,7 @@ class Stack:
         start: bool = True,
         throttles: Throttles | None = None,
         interval_s: float = 0.05,
+        clock: Callable[[], datetime] = utcnow,
     ) -> Runtime:
         broker = await self.connect()
         self.exits.push_async_callback(broker.close)
@@ -90,6 +93,7 @@ class Stack:
             sweep_interval_s=interval_s,
             relay_poll_interval_s=interval_s,
             relay_lease_s=2.0,
+            clock=clock,
         )
         if start:
             await runtime.start()

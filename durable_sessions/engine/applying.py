@@ -428,7 +428,9 @@ class _SessionChain:
         """Apply the next message; False when the session must stop here for now."""
         applier, now = self.applier, self.now
         op = applier.endpoint.contract.operations.get(message.operation)
-        if self.session.applied_count == 0 and op is not None and not op.initiating:
+        # The first message sent initiates the session, as its send decided: one that failed
+        # and was dropped or moved aside does not make the next one the first.
+        if message.seq == 1 and op is not None and not op.initiating:
             self._dead(
                 message,
                 new,

@@ -166,15 +166,34 @@ class SessionRecord:
     end_reason: str | None = None
     version: int = 1
     expires_at: datetime | None = field(init=False)
-    """When the session expires: after its inactivity timeout, counted from its last activity
-    or send (not while faulted: it waits for an operator), or its time to live; None once
-    final. Stored in two parts so that sweeps use an index and sends do not write the state."""
+    """When the session expires, or None once final. Its inactivity timeout (WCF's
+    ``receiveTimeout``) counts only while the service waits for the client: from its last
+    activity or send, while nothing it was sent is :attr:`pending`. While messages are pending
+    (waiting for the service, or for a retry) and while it is faulted (waiting for an
+    operator), only its time to live (WCF's ``TimeToLive``) ends it."""
 
     def __post_init__(self) -> None:
-        by_state, by_sends = self.state_expires_at, self.sends_expire_at
-        if by_state is not None and by_sends is not None:
-            by_state = max(by_state, by_sends)
-        object.__setattr__(self, "expires_at", by_state)
+        object.__setattr__(self, "expires_at", self._deadline())
+
+    def _deadline(self) -> datetime | None:
+        if self.state.is_final:
+            return None
+        if self.state is SessionState.FAULTED or self.pending:
+            return self.ends_at
+        deadline = (self.last_active_at or self.created_at) + timedelta(
+            seconds=self.inactivity_timeout_s
+        )
+        return deadline if self.ends_at is None else min(deadline, self.ends_at)
+
+    @property
+    def pending(self) -> bool:
+        """True while a message sent to it is neither applied nor dead-lettered yet."""
+        return self.last_applied_seq < self.last_sent_seq
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When its time to live ends (None without one)."""
+        return None if self.ttl_s is None else self.created_at + timedelta(seconds=self.ttl_s)
 
     @property
     def last_active_at(self) -> datetime | None:
@@ -185,35 +204,6 @@ class SessionRecord:
     def last_changed_at(self) -> datetime | None:
         """The later of the last state change and the last send."""
         return _latest(self.updated_at, self.last_sent_at)
-
-    @property
-    def state_expires_at(self) -> datetime | None:
-        """When the session would expire by its state alone (stored with the state).
-
-        ``expires_at`` is the later of this and :attr:`sends_expire_at`, or None when this is
-        None: the later of two idle deadlines, each capped by the time to live, is the capped
-        deadline of the later activity.
-        """
-        if self.state.is_final:
-            return None
-        if self.state is SessionState.FAULTED:
-            return self._end_of_life
-        return self._idle_deadline(self.last_activity_at or self.created_at)
-
-    @property
-    def sends_expire_at(self) -> datetime | None:
-        """When the session would expire counting its last send only (stored with the send
-        side, so it does not depend on the state)."""
-        return None if self.last_sent_at is None else self._idle_deadline(self.last_sent_at)
-
-    @property
-    def _end_of_life(self) -> datetime | None:
-        return None if self.ttl_s is None else self.created_at + timedelta(seconds=self.ttl_s)
-
-    def _idle_deadline(self, active: datetime) -> datetime:
-        deadline = active + timedelta(seconds=self.inactivity_timeout_s)
-        end_of_life = self._end_of_life
-        return deadline if end_of_life is None else min(deadline, end_of_life)
 
     @property
     def sent_count(self) -> int:

@@ -129,7 +129,9 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
-        """Sessions not in a final state whose ``expires_at`` is at or before ``now``."""
+        """Sessions not in a final state whose ``expires_at`` is at or before ``now``, the most
+        overdue first (a session with pending messages is due only when its time to live
+        ends)."""
 
     @abstractmethod
     async def stall_checks_due(self, now: datetime, limit: int) -> list[SessionRecord]:

@@ -171,8 +171,7 @@ class _Sessions(SessionRepository):
             for s in self._w.tables.sessions.values()
             if s.expires_at is not None and s.expires_at <= now
         ]
-        # In the order of the state's deadline, as the SQL store's index gives them.
-        return sorted(due, key=lambda s: (s.state_expires_at or now, s.id))[: check_limit(limit)]
+        return sorted(due, key=lambda s: (s.expires_at or now, s.id))[: check_limit(limit)]
 
     async def stall_checks_due(self, now: datetime, limit: int) -> list[SessionRecord]:
         self._w.check()

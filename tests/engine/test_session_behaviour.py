@@ -6,8 +6,12 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
 
 import pytest
+from pydantic import BaseModel
 
 from durable_sessions.engine.client import Client
 from durable_sessions.engine.control import ResumeAction, resume_session
@@ -21,9 +25,17 @@ from durable_sessions.errors import (
 )
 from durable_sessions.examples.calculator import Calculator, CalculatorService
 from durable_sessions.hosting.testing import FAST_POISON
-from durable_sessions.model.endpoints import Endpoints, PoisonPolicy
+from durable_sessions.model.contracts import SessionMode, contract, operation
+from durable_sessions.model.endpoints import Endpoints, PoisonPolicy, ReceiveErrorHandling
 from durable_sessions.model.lifecycle import SessionState
-from durable_sessions.model.records import DeadLetterReason, MessageStatus, SessionRecord, utcnow
+from durable_sessions.model.records import (
+    DeadLetterReason,
+    MessageRecord,
+    MessageStatus,
+    SessionRecord,
+    utcnow,
+)
+from durable_sessions.model.services import service
 from durable_sessions.store.base import DeadLetterQuery, SessionQuery
 from tests.e2e.journal import Journal, JournalService
 from tests.modes import Tally, TallyService
@@ -221,24 +233,159 @@ async def test_graceful_close_applies_what_was_sent(stack: Stack) -> None:
     }
 
 
-async def test_idle_sessions_expire_and_their_messages_become_dead_letters(stack: Stack) -> None:
+async def test_queued_messages_wait_for_an_offline_service(stack: Stack) -> None:
+    """WCF: a queued message waits for the service up to its TimeToLive; receiveTimeout (the
+    inactivity timeout) counts only while the service waits for the client."""
     endpoint = stack.endpoint(JournalService)
     client = Client(stack.store, Endpoints([endpoint]), inactivity_timeout_s=0.2)
     context = client.session(Journal, endpoint=endpoint.name)
     journal = await context.open()
+    await journal.begin("patient")
+    await journal.write(1)
+    await asyncio.sleep(0.4)  # no worker runs: the messages wait, the session is not idle
+    offline = await stack.runtime([(endpoint, JournalService)], start=False)
+    assert (await offline.sweeper.sweep()).expired == 0
+    await stack.runtime([(endpoint, JournalService)])
+
+    async def ended() -> bool:
+        return (await session_of(stack, context.id)).state.is_final
+
+    await wait_for(ended)  # once applied, the session waits for the client, and times out
+    stored = await session_of(stack, context.id)
+    assert (stored.state, stored.last_applied_seq) == (SessionState.EXPIRED, 2)
+    assert stored.instance_state == {"name": "patient", "values": [1]}
+    assert "inactivity timeout of 0.2 s" in (stored.end_reason or "")
+    async with stack.store.snapshot() as uow:
+        assert await uow.dead_letters.find(DeadLetterQuery(session_id=context.id)) == []
+
+
+async def test_the_time_to_live_ends_a_session_whose_messages_wait(stack: Stack) -> None:
+    endpoint = stack.endpoint(JournalService)
+    client = Client(stack.store, Endpoints([endpoint]), inactivity_timeout_s=0.2, ttl_s=2.0)
+    context = client.session(Journal, endpoint=endpoint.name)
+    journal = await context.open()
     await journal.begin("sleepy")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.4)
     runtime = await stack.runtime([(endpoint, JournalService)], start=False)
-    report = await runtime.sweeper.sweep()
-    assert report.expired == 1
+    assert (await runtime.sweeper.sweep()).expired == 0, "idle, but its message waits"
+    opened = (await session_of(stack, context.id)).created_at
+    await asyncio.sleep(max(0.0, (opened - utcnow()).total_seconds() + 2.1))
+    assert (await runtime.sweeper.sweep()).expired == 1
     stored = await session_of(stack, context.id)
     assert stored.state is SessionState.EXPIRED
-    assert "inactivity timeout of 0.2 s" in (stored.end_reason or "")
+    assert "time to live of 2 s" in (stored.end_reason or "")
     async with stack.store.snapshot() as uow:
         letters = await uow.dead_letters.find(DeadLetterQuery(session_id=context.id))
         expired = await uow.sessions.find(SessionQuery(state=SessionState.EXPIRED))
     assert [d.reason for d in letters] == [DeadLetterReason.EXPIRED]
     assert [s.id for s in expired] == [context.id]
+
+
+class FrozenClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_retry_cycles_outlive_the_inactivity_timeout(stack: Stack) -> None:
+    """NetMsmqBinding's defaults: 6 attempts a cycle, 2 retry cycles 30 minutes apart, then
+    fault; the 10-minute inactivity timeout never cuts a retry cycle wait short."""
+    clock = FrozenClock()
+    endpoint = stack.endpoint(CalculatorService, poison=PoisonPolicy())
+    runtime = await stack.runtime([(endpoint, CalculatorService)], clock=clock)
+    context = runtime.client.session(Calculator, endpoint=endpoint.name)
+    calc = await context.open()
+    await calc.clear()
+    await calc.divide_by(0)
+
+    async def failing() -> MessageRecord:
+        async with stack.store.snapshot() as uow:
+            found = await uow.messages.by_seq(context.id, 2)
+        assert found is not None
+        return found
+
+    async def tried(attempts: int) -> bool:
+        session = await session_of(stack, context.id)
+        return session.state.is_final or (await failing()).attempts >= attempts
+
+    await wait_for(partial(tried, 6))
+    for cycle in (1, 2):
+        assert (await failing()).next_attempt_at == clock.now + timedelta(minutes=30)
+        clock.now += timedelta(minutes=31)
+        await wait_for(partial(tried, 6 * (cycle + 1)))
+        assert (await session_of(stack, context.id)).state is not SessionState.EXPIRED
+    await wait_for(partial(session_in, stack, context.id, SessionState.FAULTED))
+    assert (await failing()).attempts == 18
+    clock.now += timedelta(hours=22)
+    await asyncio.sleep(0.2)
+    assert (await session_of(stack, context.id)).state is SessionState.FAULTED
+    clock.now += timedelta(hours=1)  # a day since it opened: its time to live ends
+    await wait_for(partial(session_in, stack, context.id, SessionState.EXPIRED))
+    async with stack.store.snapshot() as uow:
+        letters = await uow.dead_letters.find(DeadLetterQuery(session_id=context.id))
+    assert [(d.reason, d.seq, d.attempts) for d in letters] == [(DeadLetterReason.EXPIRED, 2, 18)]
+
+
+async def session_in(stack: Stack, session_id: str, state: SessionState) -> bool:
+    return (await session_of(stack, session_id)).state is state
+
+
+@contract(session_mode=SessionMode.REQUIRED)
+class Account(Protocol):
+    @operation
+    async def open_account(self, deposit: int) -> None: ...
+
+    @operation(initiating=False)
+    async def deposit(self, amount: int) -> None: ...
+
+
+@service(Account)
+class AccountService(BaseModel):
+    balance: int = 0
+
+    async def open_account(self, deposit: int) -> None:
+        if deposit < 0:
+            raise ValueError("an account opens with a deposit")
+        self.balance = deposit
+
+    async def deposit(self, amount: int) -> None:
+        self.balance += amount
+
+
+@pytest.mark.parametrize("handling", [ReceiveErrorHandling.DROP, ReceiveErrorHandling.MOVE])
+async def test_a_failed_initiating_message_still_initiated_its_session(
+    stack: Stack, handling: ReceiveErrorHandling
+) -> None:
+    """The send that initiated the session initiated it: once the first message is dropped or
+    moved aside, the messages after it apply as the client sent them."""
+    poison = dataclasses.replace(FAST_POISON, receive_error_handling=handling)
+    endpoint = stack.endpoint(AccountService, poison=poison)
+    runtime = await stack.runtime([(endpoint, AccountService)])
+    context = runtime.client.session(Account, endpoint=endpoint.name)
+    account = await context.open()
+    await account.open_account(-1)
+    await account.deposit(5)
+    await account.deposit(2)
+
+    async def settled() -> bool:
+        return (await session_of(stack, context.id)).last_applied_seq == 3
+
+    await wait_for(settled)
+    async with stack.store.snapshot() as uow:
+        messages = [await uow.messages.by_seq(context.id, seq) for seq in (1, 2, 3)]
+        letters = await uow.dead_letters.find(DeadLetterQuery(session_id=context.id))
+    assert [m.status for m in messages if m is not None] == [
+        MessageStatus.FAILED if handling is ReceiveErrorHandling.DROP else MessageStatus.DEAD,
+        MessageStatus.APPLIED,
+        MessageStatus.APPLIED,
+    ]
+    moved = [DeadLetterReason.POISON] if handling is ReceiveErrorHandling.MOVE else []
+    assert [d.reason for d in letters] == moved
+    assert (await session_of(stack, context.id)).instance_state == {"balance": 7}
 
 
 async def test_entries_written_without_a_relay_are_published_by_polling(stack: Stack) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from durable_sessions.errors import StoreError
 from durable_sessions.store.sql import migrate, schema
@@ -149,7 +150,7 @@ async def test_0003_moves_the_send_side_and_keeps_every_row(empty_url: str) -> N
         assert message is not None
         assert (session.last_sent_seq, session.terminating_seq, session.version) == (5, 5, 7)
         assert session.stall_check_at == old["stalled_at"]
-        assert session.expires_at == old["expires_at"]
+        assert session.expires_at is None, "messages 3 to 5 wait, and it has no time to live"
         await migrate.downgrade(empty_url, "0002")
         async with engine.connect() as conn:
             (back,) = (await conn.execute(sa.select(OLD_SESSIONS))).mappings().all()
@@ -158,6 +159,69 @@ async def test_0003_moves_the_send_side_and_keeps_every_row(empty_url: str) -> N
             ).scalar()
         assert dict(back) == old
         assert messages == 1
+    finally:
+        await engine.dispose()
+
+
+async def _deadlines(engine: AsyncEngine) -> dict[str, tuple[object, object]]:
+    """Both stored deadlines of every session, by id."""
+    sessions, sends = schema.sessions, schema.session_sends
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(sessions.c.id, sessions.c.expires_at, sends.c.expires_at).join(
+                sends, sends.c.session_id == sessions.c.id
+            )
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def test_0004_lets_pending_messages_wait_until_the_time_to_live_ends(empty_url: str) -> None:
+    """The stored deadlines become the ones sweeps use now, and go back on downgrade."""
+    await migrate.upgrade(empty_url, "0003")
+    idle = T0 + timedelta(seconds=600)
+    sent_at = T0 + timedelta(seconds=30)
+    ends = T0 + timedelta(days=1)
+
+    def state(session_id: str, applied: int) -> dict[str, object]:
+        return {
+            "id": session_id,
+            "contract": "Calculator",
+            "endpoint": "calculator",
+            "state": "open",
+            "labels": {},
+            "last_applied_seq": applied,
+            **dict.fromkeys(("applied_count", "parked_count", "duplicate_count"), applied),
+            "dead_count": 0,
+            "inactivity_timeout_s": 600.0,
+            "ttl_s": 86400.0,
+            "created_at": T0,
+            "last_activity_at": T0,
+            "expires_at": idle,
+            "close_requested": False,
+            "version": 1,
+        }
+
+    def sends(session_id: str) -> dict[str, object]:
+        return {
+            "session_id": session_id,
+            "last_sent_seq": 2,
+            "last_sent_at": sent_at,
+            "expires_at": sent_at + timedelta(seconds=600),
+        }
+
+    engine = create_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.insert(schema.sessions), [state("waits", 1), state("idle", 2)])
+            await conn.execute(sa.insert(schema.session_sends), [sends("waits"), sends("idle")])
+        before = await _deadlines(engine)
+        await migrate.upgrade(empty_url)
+        assert await _deadlines(engine) == {
+            "waits": (ends, ends),
+            "idle": (sent_at + timedelta(seconds=600), ends),
+        }
+        await migrate.downgrade(empty_url, "0003")
+        assert await _deadlines(engine) == before
     finally:
         await engine.dispose()
 
@@ -178,7 +242,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_migrate_uses_the_sqlite_default_here(tmp_path: Path) -> None:
     first = run_cli("migrate", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "from an empty database to 0003" in first.stdout
+    assert "from an empty database to 0004" in first.stdout
     assert (tmp_path / "durable-sessions.db").is_file()
     again = run_cli("migrate", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -190,7 +254,7 @@ def test_cli_migrate_on_postgres(make_postgres_database: Callable[[], str], tmp_
     url = make_postgres_database().replace("+asyncpg", "")
     done = run_cli("migrate", "--database-url", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "is at revision 0003" in done.stdout
+    assert "is at revision 0004" in done.stdout
     assert "postgres:***@" in done.stdout
 
 

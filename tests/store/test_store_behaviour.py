@@ -96,7 +96,7 @@ async def test_session_round_trips_every_field(store: Store) -> None:
     assert loaded == session
     assert loaded is not None
     assert loaded.created_at.tzinfo is not None
-    assert loaded.expires_at == T0 + timedelta(seconds=605)
+    assert loaded.expires_at == T0 + timedelta(seconds=3600), "4 wait: the time to live holds"
 
 
 async def test_unknown_session_is_none(store: Store) -> None:
@@ -389,6 +389,56 @@ async def test_a_recent_send_keeps_a_session_from_expiring(store: Store) -> None
     assert at_20 == []
     assert [s.id for s in at_32] == [capped.id]
     assert {s.id for s in at_40} == {capped.id, sent_to.id}
+
+
+async def test_pending_messages_keep_a_session_until_its_time_to_live_ends(store: Store) -> None:
+    pending = {"last_sent_seq": 2, "last_applied_seq": 1, "last_sent_at": T0}
+    waiting = await add_session(store, inactivity_timeout_s=10.0, ttl_s=100.0, **pending)
+    forever = await add_session(store, inactivity_timeout_s=10.0, **pending)
+    caught_up = await add_session(
+        store,
+        inactivity_timeout_s=10.0,
+        ttl_s=100.0,
+        last_sent_seq=2,
+        last_applied_seq=2,
+        last_activity_at=T0 + timedelta(seconds=5),
+    )
+    assert (waiting.expires_at, forever.expires_at) == (T0 + timedelta(seconds=100), None)
+    async with store.snapshot() as uow:
+        at_50 = await uow.sessions.expiring(T0 + timedelta(seconds=50), limit=10)
+        at_100 = await uow.sessions.expiring(T0 + timedelta(seconds=100), limit=10)
+        much_later = await uow.sessions.expiring(T0 + timedelta(days=400), limit=10)
+    assert [s.id for s in at_50] == [caught_up.id]
+    assert [s.id for s in at_100] == [caught_up.id, waiting.id]
+    assert forever.id not in {s.id for s in much_later}
+
+
+async def test_a_send_after_the_state_was_written_keeps_the_session(store: Store) -> None:
+    """A send writes the send side only: the state's deadline, written when nothing was
+    pending, no longer holds, and the time to live does until the message is applied."""
+    session = await add_session(store, inactivity_timeout_s=10.0, ttl_s=100.0)
+    async with store.transaction() as uow:
+        current = await uow.sessions.get(session.id, lock=SessionLock.SENDS)
+        assert current is not None
+        sent_at = T0 + timedelta(seconds=1)
+        await uow.sessions.update(
+            dataclasses.replace(current, last_sent_seq=1, last_sent_at=sent_at)
+        )
+
+    async def due(seconds: float) -> list[str]:
+        async with store.snapshot() as uow:
+            found = await uow.sessions.expiring(T0 + timedelta(seconds=seconds), limit=10)
+        return [s.id for s in found]
+
+    assert (await due(50), await due(100)) == ([], [session.id])
+    async with store.transaction() as uow:
+        current = await uow.sessions.get(session.id, lock=SessionLock.STATE)
+        assert current is not None
+        applied_at = T0 + timedelta(seconds=20)
+        await uow.sessions.update(
+            dataclasses.replace(current, last_applied_seq=1, last_activity_at=applied_at)
+        )
+    assert (await due(29), await due(30)) == ([], [session.id])
 
 
 async def test_stall_checks_due_lists_the_most_overdue_first(store: Store) -> None:

@@ -78,8 +78,8 @@ class Base(DeclarativeBase):
 class SessionRow(Base):
     """A durable session's state: all of it but the send side (see ``SessionSendsRow``).
 
-    ``expires_at`` is the deadline by the state alone; the session expires at the later of it
-    and its send side's.
+    ``expires_at`` is the session's deadline as the state's writer saw it; while messages sent
+    since wait, the send side's holds instead.
     """
 
     __tablename__ = "ds_sessions"
@@ -118,7 +118,7 @@ class SessionRow(Base):
 class SessionSendsRow(Base):
     """A session's send side, a row of its own so senders and appliers lock different rows.
 
-    ``expires_at`` is the deadline counting the last send only.
+    ``expires_at`` is the end of the time to live: how long messages sent may wait.
     """
 
     __tablename__ = "ds_session_sends"

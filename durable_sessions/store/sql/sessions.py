@@ -5,6 +5,11 @@ Locks are ``SELECT ... FOR NO KEY UPDATE`` on the row of the part asked for, whi
 blocks the other part's writers nor the foreign-key checks of messages inserted for the session;
 the other part is read by a statement of its own once the lock is held, so it is the latest
 committed (a joined read would see the other part as it was before the lock wait).
+
+Each part stores the deadline it knows of: the state the session's ``expires_at`` as its writer
+saw it, the send side the end of the time to live (a send leaves a message pending, and pending
+messages wait that long). A send does not write the state, so the state's deadline may predate
+messages still pending; the session then expires by its send side's.
 """
 
 from __future__ import annotations
@@ -86,13 +91,13 @@ _SENDS_VALUES = operator.attrgetter(
 
 def _state_row(session: SessionRecord) -> dict[str, Any]:
     row = {name: getattr(session, name) for name in SESSION_STATE_FIELDS}
-    row["expires_at"] = session.state_expires_at
+    row["expires_at"] = session.expires_at
     return row
 
 
 def _sends_row(session: SessionRecord) -> dict[str, Any]:
     row = {name: getattr(session, name) for name in SESSION_SEND_FIELDS}
-    row["expires_at"] = session.sends_expire_at
+    row["expires_at"] = session.ends_at
     return row
 
 
@@ -275,13 +280,13 @@ class SqlSessions(SessionRepository):
         return await self._joined(stmt)
 
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
-        # The later of the two deadlines: the state's (indexed) and the last send's.
+        # The state's deadline (indexed) holds unless messages sent since it was written wait:
+        # then the send side's does, the end of the time to live (never earlier).
+        pending = _SENDS.c.last_sent_seq > _STATE.c.last_applied_seq
+        deadline = sa.case((pending, _SENDS.c.expires_at), else_=_STATE.c.expires_at)
         return await self._joined(
-            _JOINED.where(
-                _STATE.c.expires_at <= now,
-                sa.or_(_SENDS.c.expires_at.is_(None), _SENDS.c.expires_at <= now),
-            )
-            .order_by(_STATE.c.expires_at, _STATE.c.id)
+            _JOINED.where(_STATE.c.expires_at <= now, deadline <= now)
+            .order_by(deadline, _STATE.c.id)
             .limit(check_limit(limit))
         )
 
