@@ -64,10 +64,16 @@ class Settings(BaseSettings):
         "optionally @endpoint, @endpoint:binding or @:binding; the same in every process.",
     )
     session_inactivity_timeout_s: float = Field(
-        600.0, gt=0, description="Idle time after which a session expires (WCF receiveTimeout)."
+        600.0,
+        gt=0,
+        description="Idle time after which a session expires, counted only while nothing sent "
+        "to it is pending (WCF receiveTimeout).",
     )
     session_ttl_s: float | None = Field(
-        86400.0, gt=0, description="Longest life of a session (NetMsmqBinding TimeToLive)."
+        86400.0,
+        gt=0,
+        description="Longest life of a session and of its pending messages (NetMsmqBinding "
+        "TimeToLive).",
     )
     session_queues: int = Field(
         4, ge=1, le=256, description="Session queues per endpoint; the same in every process."

@@ -7,8 +7,9 @@ the second to get a lock finds nothing left to do.
 - **Wake-ups**: stored protocol state with work of its own when its time comes is woken first,
   by the :class:`Wakeups` the sweeper is given: for the reliable-session binding, its WS-RM
   destination sequences (a silent one ends, and its session with it).
-- **Expiry**: sessions past their inactivity timeout or time to live become ``expired`` and
-  the messages they still hold become dead letters.
+- **Expiry**: sessions idle past their inactivity timeout (nothing they were sent is pending)
+  or past their time to live become ``expired``, and the messages they still hold (only the
+  time to live ends a session with pending messages) become dead letters.
 - **Retries**: a message whose retry cycle is due is published again.
 - **Repair**: a session with unapplied messages whose watermark has not moved for a minute gets
   its next message published again, in case the broker lost the delivery. Sends schedule the

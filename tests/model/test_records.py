@@ -53,6 +53,23 @@ def test_session_deadline_is_inactivity_or_ttl_whichever_first() -> None:
     assert closed.expires_at is None
 
 
+def test_while_messages_are_pending_only_the_time_to_live_counts() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    sent = {"last_sent_seq": 2, "last_sent_at": t0, "last_activity_at": t0}
+    waiting = SessionRecord(
+        id="s", contract="C", endpoint="e", created_at=t0, ttl_s=3600, last_applied_seq=1, **sent
+    )
+    assert waiting.expires_at == t0 + timedelta(hours=1)
+    assert waiting.pending
+    forever = dataclasses.replace(waiting, ttl_s=None)
+    assert forever.expires_at is None
+    applied = dataclasses.replace(
+        waiting, last_applied_seq=2, last_activity_at=t0 + timedelta(minutes=5)
+    )
+    assert not applied.pending
+    assert applied.expires_at == t0 + timedelta(minutes=15)
+
+
 def test_a_move_follows_the_transition_table_and_stamps_its_time() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     later = t0 + timedelta(minutes=1)
