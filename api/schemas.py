@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from durable_sessions.engine.control import ResumeAction
+from durable_sessions.engine.replay import MAX_REPLAY, Replayed, ReplayInto
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
@@ -65,6 +66,21 @@ class Resume(_Strict):
     """``POST /v1/sessions/{id}/resume``."""
 
     action: ResumeAction
+
+
+class Replay(_Strict):
+    """``POST /v1/dead-letters/{id}/replay``: where it goes (by default, as it came)."""
+
+    into: ReplayInto | None = None
+
+
+class ReplayMany(Replay):
+    """``POST /v1/dead-letters/replay``: dead letters by id, or all those of one session."""
+
+    ids: list[Annotated[str, Field(max_length=36)]] = Field(
+        default_factory=list, max_length=MAX_REPLAY
+    )
+    session_id: Annotated[str, Field(max_length=36)] | None = None
 
 
 class Fault(BaseModel):
@@ -161,6 +177,23 @@ class Accepted(BaseModel):
     def of(cls, m: MessageRecord) -> Accepted:
         """The acceptance of a stored message."""
         return cls(seq=m.seq, message_id=m.message_id, status=m.status)
+
+
+class ReplayOut(BaseModel):
+    """What a replay sent: the new session's id (None for datagrams) and each message."""
+
+    into: ReplayInto
+    session_id: str | None
+    messages: list[Accepted]
+
+    @classmethod
+    def of(cls, replayed: Replayed) -> ReplayOut:
+        """The view of a replay."""
+        return cls(
+            into=replayed.into,
+            session_id=replayed.session.id if replayed.session is not None else None,
+            messages=[Accepted.of(sent.message) for sent in replayed.sent],
+        )
 
 
 class MessageOut(BaseModel):

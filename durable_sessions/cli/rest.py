@@ -213,8 +213,32 @@ def list_dead_letters(
 
 
 @dead_letters_app.command("replay")
-def replay_dead_letter(dead_letter_id: str) -> None:
-    """Send a dead letter's call again."""
-    accepted = call("POST", f"/v1/dead-letters/{dead_letter_id}/replay")
-    seq = f" as seq {accepted['seq']}" if accepted["seq"] else ""
-    typer.echo(f"replayed{seq}: message {accepted['message_id']} is {accepted['status']}")
+def replay_dead_letters(
+    dead_letter_ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids.")] = None,
+    session: Annotated[
+        str | None, typer.Option(help="Replay every dead letter of this session instead.")
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(help="new_session (a session's dead letters, in order) or datagrams."),
+    ] = None,
+) -> None:
+    """Replay dead letters into a new session in their original order, or as datagrams."""
+    if bool(dead_letter_ids) == (session is not None):
+        _fail("name dead letter ids, or --session, not both")
+    body: dict[str, Any] = {"into": into} if into else {}
+    if session is not None:
+        replayed = call(
+            "POST", "/v1/dead-letters/replay", json_body={**body, "session_id": session}
+        )
+    elif dead_letter_ids and len(dead_letter_ids) == 1:
+        replayed = call("POST", f"/v1/dead-letters/{dead_letter_ids[0]}/replay", json_body=body)
+    else:
+        replayed = call(
+            "POST", "/v1/dead-letters/replay", json_body={**body, "ids": dead_letter_ids}
+        )
+    where = f"into session {replayed['session_id']}" if replayed["session_id"] else "as datagrams"
+    typer.echo(f"replayed {len(replayed['messages'])} {where}")
+    for m in replayed["messages"]:
+        seq = f"seq {m['seq']}: " if m["seq"] else ""
+        typer.echo(f"  {seq}message {m['message_id']} is {m['status']}")
