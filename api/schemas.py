@@ -15,6 +15,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     SessionRecord,
@@ -276,6 +277,54 @@ class ContractOut(BaseModel):
             binding=endpoint.binding.value,
             operations=described["operations"],
         )
+
+
+class ListenerFaultOut(BaseModel):
+    """Where a faulted datagram listener stopped, and why."""
+
+    message_id: str
+    reason: str
+    faulted_at: datetime
+
+
+class EndpointOut(BaseModel):
+    """An endpoint, what it takes, and whether its datagram listener is faulted."""
+
+    name: str
+    contract: str
+    binding: str
+    sessions: bool
+    datagrams: bool
+    datagram_listener: str | None
+    """``open`` or ``faulted``; None when the endpoint takes no datagrams."""
+    fault: ListenerFaultOut | None
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, fault: ListenerFault | None) -> EndpointOut:
+        """The view of an endpoint and its listener's fault."""
+        listener = ("faulted" if fault else "open") if endpoint.accepts_datagrams else None
+        return cls(
+            name=endpoint.name,
+            contract=endpoint.contract.name,
+            binding=endpoint.binding.value,
+            sessions=endpoint.accepts_sessions,
+            datagrams=endpoint.accepts_datagrams,
+            datagram_listener=listener,
+            fault=None
+            if fault is None
+            else ListenerFaultOut(
+                message_id=fault.message_id, reason=fault.reason, faulted_at=fault.faulted_at
+            ),
+        )
+
+
+class ListenerResumed(BaseModel):
+    """A resumed datagram listener, and what became of the datagram it stopped at."""
+
+    endpoint: EndpointOut
+    message_id: str
+    status: MessageStatus | None
+    """``pending`` (retried), ``dead`` (skipped); None if the message is gone."""
 
 
 def encode_cursor(value: str) -> str:

@@ -41,6 +41,19 @@ class NotesService:
         return None
 
 
+@contract(session_mode=SessionMode.NOT_ALLOWED)
+class Ledger(Protocol):
+    @operation
+    async def record(self, n: int) -> None: ...
+
+
+@service(Ledger)
+class LedgerService:
+    async def record(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"cannot record {n}")
+
+
 @dataclass
 class Stack:
     """The control plane and a runtime serving its endpoints, built but not started."""
@@ -60,6 +73,10 @@ def stack(tmp_path: Path) -> Stack:
         ),
         (Endpoint.for_service(service_of(NotesService)), service_of(NotesService)),
         (Endpoint.for_service(service_of(TallyService)), service_of(TallyService)),
+        (
+            Endpoint.for_service(service_of(LedgerService), poison=FAST_POISON),
+            service_of(LedgerService),
+        ),
     ]
     runtime = Runtime(
         store, node.connect(), served, sweep_interval_s=0.02, relay_poll_interval_s=0.02
@@ -590,6 +607,54 @@ async def test_a_datagram_dead_letter_is_replayed_as_a_datagram(stack: Stack) ->
         assert (message["seq"], message["message_id"]) == (None, "replay-d-1")
 
 
+async def test_a_faulted_datagram_listener_is_shown_and_resumed(http: httpx.AsyncClient) -> None:
+    async def record(n: int) -> str:
+        sent = await http.post(
+            "/v1/datagrams", json={"contract": "Ledger", "operation": "record", "args": {"n": n}}
+        )
+        assert sent.status_code == 202, sent.text
+        message_id: str = sent.json()["message_id"]
+        return message_id
+
+    listed = {e["name"]: e for e in (await http.get("/v1/endpoints")).json()}
+    assert (listed["ledger"]["datagram_listener"], listed["calculator"]["datagram_listener"]) == (
+        "open",
+        None,
+    )
+    poison = await record(-1)
+    failed = (await http.get(f"/v1/messages/{poison}", params={"wait": 10})).json()
+    assert (failed["status"], failed["error"]) == ("failed", "ValueError: cannot record -1")
+    shown = (await http.get("/v1/endpoints/ledger")).json()
+    assert shown["datagram_listener"] == "faulted"
+    assert (shown["fault"]["message_id"], shown["fault"]["reason"]) == (
+        poison,
+        "ValueError: cannot record -1",
+    )
+    waiting = await record(1)
+    await asyncio.sleep(0.3)
+    assert (await http.get(f"/v1/messages/{waiting}")).json()["status"] == "pending"
+
+    assert_problem(
+        await http.post("/v1/endpoints/ledger/resume", json={"action": "later"}),
+        422,
+        "invalid-request",
+    )
+    resumed = await http.post("/v1/endpoints/ledger/resume", json={"action": "skip"})
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["message_id"], resumed.json()["status"]) == (poison, "dead")
+    applied = (await http.get(f"/v1/messages/{waiting}", params={"wait": 10})).json()
+    assert applied["status"] == "applied"
+    assert (await http.get("/v1/endpoints/ledger")).json()["fault"] is None
+    letters = (await http.get("/v1/dead-letters", params={"reason": "skipped"})).json()["items"]
+    assert [d["message_id"] for d in letters] == [poison]
+    assert_problem(
+        await http.post("/v1/endpoints/ledger/resume", json={"action": "retry"}),
+        409,
+        "listener-not-faulted",
+    )
+    assert_problem(await http.get("/v1/endpoints/nope"), 404, "endpoint-not-found")
+
+
 # --- contracts, metrics -------------------------------------------------------------------
 
 
@@ -624,6 +689,7 @@ async def test_openapi_documents_every_route(http: httpx.AsyncClient) -> None:
         "/v1/sessions/{session_id}/resume",
         "/v1/dead-letters/{dead_letter_id}/replay",
         "/v1/dead-letters/replay",
+        "/v1/endpoints/{name}/resume",
     } <= set(spec["paths"])
 
 
