@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from durable_sessions.broker.base import Broker, Consumer
 from durable_sessions.engine.applying import Applier
@@ -133,7 +134,8 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Consume and apply until :meth:`stop`: session queues and datagram queue apart."""
-        topology, loops = self.endpoint.topology, []
+        topology = self.endpoint.topology
+        loops: list[Coroutine[Any, Any, object]] = []
         if self.endpoint.accepts_sessions:
             loops.append(self._consume([q.name for q in topology.session_queues]))
         if self.endpoint.accepts_datagrams:
@@ -156,17 +158,28 @@ class Dispatcher:
         """Consume the datagram queue while its listener is not faulted (WCF's
         ``ReceiveErrorHandling.Fault``); while it is, look again every ``listener_poll_s``."""
         while not self._stopping:
-            async with self.store.snapshot() as uow:
-                faulted = await uow.listener_faults.get(self.endpoint.name) is not None
-            if not faulted:
-                await self._consume([queue])
+            if not await self._listener_held():
+                if not await self._consume([queue]):
+                    return
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.listener_poll_s):
                     await self._stopped.wait()
 
-    async def _consume(self, queues: list[str]) -> None:
-        """Consume ``queues`` until :meth:`stop`, or until a batch finds the listener faulted."""
+    async def _listener_held(self) -> bool:
+        """Whether the datagram listener is faulted, or its state cannot be read now."""
+        try:
+            async with self.store.snapshot() as uow:
+                return await uow.listener_faults.get(self.endpoint.name) is not None
+        except StoreError as e:
+            log.warning(
+                "endpoint %s: datagram listener unknown, waiting: %s", self.endpoint.name, e
+            )
+            return True
+
+    async def _consume(self, queues: list[str]) -> bool:
+        """Consume ``queues`` until :meth:`stop` or the consumer ends (False), or until a batch
+        finds the datagram listener faulted (True)."""
         consumer = await self.broker.consume(queues, self.throttles.prefetch)
         self._consumers.add(consumer)
         try:
@@ -189,7 +202,8 @@ class Dispatcher:
                         "operator resumes it",
                         self.endpoint.name,
                     )
-                    break
+                    return True
+            return False
         finally:
             self._consumers.discard(consumer)
             consumer.drain_unstarted()
