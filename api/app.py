@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from api import problems
 from api.deps import ControlPlane, require_key, require_key_off_loopback
-from api.routes import dead_letters, sessions, soap, system
+from api.routes import dead_letters, listeners, sessions, soap, system
 from durable_sessions.broker.base import Broker
 from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
@@ -133,6 +133,7 @@ def create_app(
     secured = [Depends(require_key)]
     app.include_router(sessions.router, prefix="/v1", dependencies=secured)
     app.include_router(dead_letters.router, prefix="/v1", dependencies=secured)
+    app.include_router(listeners.router, prefix="/v1", dependencies=secured)
     app.include_router(system.v1, prefix="/v1", dependencies=secured)
     app.include_router(soap.router, prefix="/v1", dependencies=secured)
     app.include_router(system.probes, dependencies=[Depends(require_key_off_loopback)])

@@ -21,6 +21,7 @@ TYPE_PREFIX = "urn:durable-sessions:problem:"
 _PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
     (errors.SessionNotFound, 404, "session-not-found", "Session not found"),
     (errors.MessageNotFound, 404, "message-not-found", "Message not found"),
+    (errors.EndpointNotFound, 404, "endpoint-not-found", "Endpoint not found"),
     (errors.DeadLetterNotFound, 404, "dead-letter-not-found", "Dead letter not found"),
     (errors.UnknownContract, 422, "unknown-contract", "Unknown contract"),
     (errors.SessionsNotAllowed, 422, "sessions-not-allowed", "Contract does not allow sessions"),
@@ -37,6 +38,7 @@ _PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
     (errors.MessageIdConflict, 409, "message-id-conflict", "Message id already used"),
     (errors.IllegalTransition, 409, "illegal-transition", "Not possible in this state"),
     (errors.ReplayRefused, 409, "replay-refused", "Dead letter cannot be replayed"),
+    (errors.ListenerNotFaulted, 409, "listener-not-faulted", "Datagram listener is not faulted"),
     (errors.MessageRejected, 422, "invalid-message", "Invalid message"),
     (errors.ConfigurationError, 422, "invalid-request", "Invalid request"),
     (errors.StoreUnavailable, 503, "store-unavailable", "Database unavailable"),

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from durable_sessions.engine.control import ResumeAction
+from durable_sessions.engine.replay import MAX_REPLAY, Replayed, ReplayInto
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     SessionRecord,
@@ -65,6 +67,21 @@ class Resume(_Strict):
     """``POST /v1/sessions/{id}/resume``."""
 
     action: ResumeAction
+
+
+class Replay(_Strict):
+    """``POST /v1/dead-letters/{id}/replay``: where it goes (by default, as it came)."""
+
+    into: ReplayInto | None = None
+
+
+class ReplayMany(Replay):
+    """``POST /v1/dead-letters/replay``: dead letters by id, or all those of one session."""
+
+    ids: list[Annotated[str, Field(max_length=36)]] = Field(
+        default_factory=list, max_length=MAX_REPLAY
+    )
+    session_id: Annotated[str, Field(max_length=36)] | None = None
 
 
 class Fault(BaseModel):
@@ -163,6 +180,23 @@ class Accepted(BaseModel):
         return cls(seq=m.seq, message_id=m.message_id, status=m.status)
 
 
+class ReplayOut(BaseModel):
+    """What a replay sent: the new session's id (None for datagrams) and each message."""
+
+    into: ReplayInto
+    session_id: str | None
+    messages: list[Accepted]
+
+    @classmethod
+    def of(cls, replayed: Replayed) -> ReplayOut:
+        """The view of a replay."""
+        return cls(
+            into=replayed.into,
+            session_id=replayed.session.id if replayed.session is not None else None,
+            messages=[Accepted.of(sent.message) for sent in replayed.sent],
+        )
+
+
 class MessageOut(BaseModel):
     """A message and what became of it."""
 
@@ -243,6 +277,54 @@ class ContractOut(BaseModel):
             binding=endpoint.binding.value,
             operations=described["operations"],
         )
+
+
+class ListenerFaultOut(BaseModel):
+    """Where a faulted datagram listener stopped, and why."""
+
+    message_id: str
+    reason: str
+    faulted_at: datetime
+
+
+class EndpointOut(BaseModel):
+    """An endpoint, what it takes, and whether its datagram listener is faulted."""
+
+    name: str
+    contract: str
+    binding: str
+    sessions: bool
+    datagrams: bool
+    datagram_listener: str | None
+    """``open`` or ``faulted``; None when the endpoint takes no datagrams."""
+    fault: ListenerFaultOut | None
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, fault: ListenerFault | None) -> EndpointOut:
+        """The view of an endpoint and its listener's fault."""
+        listener = ("faulted" if fault else "open") if endpoint.accepts_datagrams else None
+        return cls(
+            name=endpoint.name,
+            contract=endpoint.contract.name,
+            binding=endpoint.binding.value,
+            sessions=endpoint.accepts_sessions,
+            datagrams=endpoint.accepts_datagrams,
+            datagram_listener=listener,
+            fault=None
+            if fault is None
+            else ListenerFaultOut(
+                message_id=fault.message_id, reason=fault.reason, faulted_at=fault.faulted_at
+            ),
+        )
+
+
+class ListenerResumed(BaseModel):
+    """A resumed datagram listener, and what became of the datagram it stopped at."""
+
+    endpoint: EndpointOut
+    message_id: str
+    status: MessageStatus | None
+    """``pending`` (retried), ``dead`` (skipped); None if the message is gone."""
 
 
 def encode_cursor(value: str) -> str:

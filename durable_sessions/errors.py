@@ -19,6 +19,8 @@ errors (SQLAlchemy, aio-pika/aiormq, lxml) are translated at the adapter boundar
     │   └── SessionNotOpen                  the session refuses messages (closing, closed, ...)
     │       ├── SessionAborted              the client aborted it (CommunicationObjectAborted)
     │       └── SessionFaulted              it faulted (CommunicationObjectFaultedException)
+    ├── EndpointNotFound
+    ├── ListenerNotFaulted                  resuming a datagram listener that is not faulted
     ├── DeadLetterNotFound
     ├── ReplayRefused                       a dead letter cannot be replayed (again)
     ├── MessageNotFound
@@ -138,6 +140,14 @@ class SessionFaulted(SessionNotOpen):
             f"The session {session_id!r} cannot be used for communication because it is in the "
             f"Faulted state{f': {reason}' if reason else '.'}",
         )
+
+
+class EndpointNotFound(DurableSessionsError):
+    """No endpoint of that name is served here."""
+
+
+class ListenerNotFaulted(DurableSessionsError):
+    """Resuming an endpoint's datagram listener that is not faulted."""
 
 
 class DeadLetterNotFound(DurableSessionsError):

@@ -7,8 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import Plane
-from api.schemas import Accepted, DeadLetterOut, DeadLetterPage, decode_cursor, encode_cursor
-from durable_sessions.engine.control import replay_dead_letter
+from api.schemas import (
+    DeadLetterOut,
+    DeadLetterPage,
+    Replay,
+    ReplayMany,
+    ReplayOut,
+    decode_cursor,
+    encode_cursor,
+)
+from durable_sessions.engine.replay import (
+    NewSessionTimeouts,
+    ReplayInto,
+    replay_dead_letters,
+    session_dead_letter_ids,
+)
 from durable_sessions.errors import ConfigurationError, DeadLetterNotFound
 from durable_sessions.model.records import DeadLetterReason, utcnow
 from durable_sessions.store.base import MAX_PAGE, DeadLetterQuery
@@ -52,12 +65,33 @@ async def show_dead_letter(dead_letter_id: str, plane: Plane) -> DeadLetterOut:
 @router.post(
     "/dead-letters/{dead_letter_id}/replay",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=Accepted,
+    response_model=ReplayOut,
 )
-async def replay(dead_letter_id: str, plane: Plane) -> Accepted:
-    """Send the dead letter's call again: at the end of its open session, or as a datagram."""
-    now = utcnow()
-    sent = await plane.client.transact(
-        lambda tx: replay_dead_letter(tx, plane.endpoints, dead_letter_id, now)
+async def replay(dead_letter_id: str, plane: Plane, body: Replay | None = None) -> ReplayOut:
+    """Replay one dead letter: into a new session, or as a datagram (docs: Replaying)."""
+    return await _replay(plane, [dead_letter_id], body.into if body else None)
+
+
+@router.post(
+    "/dead-letters/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReplayOut,
+)
+async def replay_many(body: ReplayMany, plane: Plane) -> ReplayOut:
+    """Replay dead letters by id, or all of one session's, in their original order."""
+    if bool(body.ids) == (body.session_id is not None):
+        raise ConfigurationError("give either ids or session_id, not both or neither")
+    ids = body.ids
+    if body.session_id is not None:
+        async with plane.store.snapshot() as uow:
+            ids = await session_dead_letter_ids(uow, body.session_id)
+    return await _replay(plane, ids, body.into)
+
+
+async def _replay(plane: Plane, ids: list[str], into: ReplayInto | None) -> ReplayOut:
+    now, settings = utcnow(), plane.settings
+    timeouts = NewSessionTimeouts(settings.session_inactivity_timeout_s, settings.session_ttl_s)
+    replayed = await plane.client.transact(
+        lambda tx: replay_dead_letters(tx, plane.endpoints, ids, now, timeouts=timeouts, into=into)
     )
-    return Accepted.of(sent.message)
+    return ReplayOut.of(replayed)

@@ -1,4 +1,4 @@
-"""``sessions`` and ``dead-letters``: thin REST clients of the control plane, with tables."""
+"""``sessions``, ``dead-letters``, ``endpoints``: thin REST clients of the control plane."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from durable_sessions.settings import Settings
 
 sessions_app = typer.Typer(help="Inspect and drive sessions through the control plane.")
 dead_letters_app = typer.Typer(help="Inspect and replay dead letters.")
+endpoints_app = typer.Typer(help="See the endpoints served and resume a faulted datagram listener.")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
 
@@ -213,8 +214,76 @@ def list_dead_letters(
 
 
 @dead_letters_app.command("replay")
-def replay_dead_letter(dead_letter_id: str) -> None:
-    """Send a dead letter's call again."""
-    accepted = call("POST", f"/v1/dead-letters/{dead_letter_id}/replay")
-    seq = f" as seq {accepted['seq']}" if accepted["seq"] else ""
-    typer.echo(f"replayed{seq}: message {accepted['message_id']} is {accepted['status']}")
+def replay_dead_letters(
+    dead_letter_ids: Annotated[list[str] | None, typer.Argument(help="Dead letter ids.")] = None,
+    session: Annotated[
+        str | None, typer.Option(help="Replay every dead letter of this session instead.")
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(help="new_session (a session's dead letters, in order) or datagrams."),
+    ] = None,
+) -> None:
+    """Replay dead letters into a new session in their original order, or as datagrams."""
+    if bool(dead_letter_ids) == (session is not None):
+        _fail("name dead letter ids, or --session, not both")
+    body: dict[str, Any] = {"into": into} if into else {}
+    if session is not None:
+        replayed = call(
+            "POST", "/v1/dead-letters/replay", json_body={**body, "session_id": session}
+        )
+    elif dead_letter_ids and len(dead_letter_ids) == 1:
+        replayed = call("POST", f"/v1/dead-letters/{dead_letter_ids[0]}/replay", json_body=body)
+    else:
+        replayed = call(
+            "POST", "/v1/dead-letters/replay", json_body={**body, "ids": dead_letter_ids}
+        )
+    where = f"into session {replayed['session_id']}" if replayed["session_id"] else "as datagrams"
+    typer.echo(f"replayed {len(replayed['messages'])} {where}")
+    for m in replayed["messages"]:
+        seq = f"seq {m['seq']}: " if m["seq"] else ""
+        typer.echo(f"  {seq}message {m['message_id']} is {m['status']}")
+
+
+def _listener(endpoint: dict[str, Any]) -> str:
+    fault = endpoint["fault"]
+    if fault is None:
+        return endpoint["datagram_listener"] or "-"
+    return f"faulted at message {fault['message_id']}: {fault['reason']}"
+
+
+@endpoints_app.command("list")
+def list_endpoints(as_json: JsonOption = False) -> None:
+    """List the endpoints, with their datagram listener open or faulted."""
+    found = call("GET", "/v1/endpoints")
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    typer.echo(
+        table(
+            ["name", "contract", "binding", "sessions", "datagram listener"],
+            [
+                (
+                    e["name"],
+                    e["contract"],
+                    e["binding"],
+                    "yes" if e["sessions"] else "no",
+                    _listener(e),
+                )
+                for e in found
+            ],
+        )
+    )
+
+
+@endpoints_app.command("resume")
+def resume_listener(
+    name: str,
+    action: Annotated[str, typer.Option(help="retry the datagram it stopped at, or skip it.")],
+) -> None:
+    """Resume a faulted datagram listener."""
+    resumed = call("POST", f"/v1/endpoints/{name}/resume", json_body={"action": action})
+    typer.echo(
+        f"endpoint {name}: datagram listener open; message {resumed['message_id']} is "
+        f"{resumed['status'] or 'gone'}"
+    )

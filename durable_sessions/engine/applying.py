@@ -10,7 +10,10 @@ results, dead letters, outgoing messages and watermarks — all in the caller's
 settles the deliveries.
 
 Session chains run concurrently (a session's own messages one at a time), bounded by
-``max_concurrent_calls``; datagrams run concurrently only under ``Concurrency.MULTIPLE``.
+``max_concurrent_calls``; datagrams run concurrently only under ``Concurrency.MULTIPLE``. Under
+``receive_error_handling`` ``fault`` a datagram that exhausts its retries faults the endpoint's
+datagram listener, kept as ``failed``; the datagrams after it, and every datagram while the
+listener is faulted, are held back unsettled (:attr:`Settlement.HOLD`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from durable_sessions.model.lifecycle import SessionEvent, SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
@@ -66,6 +70,13 @@ class _Writes:
     dead_letters: list[DeadLetterRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
     """Entries to publish: poison messages moved aside."""
+    listener_fault: ListenerFault | None = None
+    """The fault of the endpoint's datagram listener: found when the batch began, or made by it."""
+    new_listener_fault: bool = False
+
+    def holds_datagrams(self) -> bool:
+        """Whether datagrams wait, unsettled, for the faulted listener to be resumed."""
+        return self.listener_fault is not None
 
     def put(self, message: MessageRecord, *, new: bool) -> None:
         was_new = self.messages.get(message.message_id, (message, new))[1]
@@ -87,6 +98,7 @@ class Applier:
         self.service = service
         self._calls = asyncio.Semaphore(max_concurrent_calls)
         self._max_redeliveries = max_redeliveries
+        self._faults = endpoint.poison.receive_error_handling is ReceiveErrorHandling.FAULT
         self._singleton: Any = (
             service.new_instance() if service.instancing is Instancing.SINGLE else None
         )
@@ -112,6 +124,8 @@ class Applier:
         # A datagram has no session row to serialise its appliers: its own row is locked, so
         # a copy delivered to another worker at the same time waits, then finds it settled.
         rows.update(await uow.messages.get_many([i.wire.message_id for i in datagrams], lock=True))
+        if datagrams and self._faults:
+            writes.listener_fault = await uow.listener_faults.get(self.endpoint.name)
         for item in items:
             wire = item.wire
             if wire.message_id not in rows and wire.session_id is not None and wire.seq:
@@ -223,6 +237,10 @@ class Applier:
         writes: _Writes,
         now: datetime,
     ) -> None:
+        if writes.holds_datagrams():
+            outcome.settlements[item.index] = Settlement.HOLD
+            outcome.listener_faulted = True
+            return
         new = row is None
         message = row or _from_wire(item.wire, now)
         if message.session_id is not None:
@@ -241,7 +259,17 @@ class Applier:
             outcome.applied += 1
             outcome.latencies.append((now - message.created_at).total_seconds())
         elif verdict is Verdict.EXHAUSTED or verdict is Verdict.REJECTED:
+            if verdict is Verdict.EXHAUSTED and writes.holds_datagrams():
+                # Another datagram of this batch faulted the listener while this one ran.
+                outcome.settlements[item.index] = Settlement.HOLD
+                return
             message = self.give_up(message, verdict, item, outcome, writes, now)
+            if message.status is MessageStatus.FAILED and self._faults:
+                writes.listener_fault = ListenerFault(
+                    self.endpoint.name, message.message_id, message.error or "failed", now
+                )
+                writes.new_listener_fault = True
+                outcome.listener_faulted = True
         writes.put(message, new=new)
 
     def _instance_factory(self, state: Any) -> Callable[[], Any]:
@@ -294,7 +322,8 @@ class Applier:
     ) -> MessageRecord:
         """Settle a rejected or exhausted message by the poison policy (FAULT is the caller's).
 
-        Returns the message as stored; FAILED means dropped (or, in a session, faulted).
+        Returns the message as stored; FAILED means dropped, or (under FAULT) kept where its
+        session or its datagram listener faulted.
         """
         handling = self.endpoint.poison.receive_error_handling
         detail = message.error or "failed"
@@ -307,7 +336,7 @@ class Applier:
             reason = DeadLetterReason.REJECTED
             if item is not None:
                 outcome.settlements[item.index] = Settlement.REJECT
-        elif handling is ReceiveErrorHandling.FAULT and message.session_id is not None:
+        elif handling is ReceiveErrorHandling.FAULT:
             outcome.failed += 1
             return dataclasses.replace(message, status=MessageStatus.FAILED, updated_at=now)
         else:
@@ -329,6 +358,8 @@ class Applier:
         await uow.messages.update_many([message for message, new in rows if not new])
         await uow.sessions.update_many(writes.sessions)
         await uow.dead_letters.add_many(writes.dead_letters)
+        if writes.new_listener_fault and writes.listener_fault is not None:
+            await uow.listener_faults.add(writes.listener_fault)
         await tx.publish(writes.outbox)
 
 

@@ -20,6 +20,8 @@ class Settlement(StrEnum):
 
     ACK = "ack"
     REJECT = "reject"
+    HOLD = "hold"
+    """Leave it unsettled: it returns to its queue when the consumer closes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,5 +60,7 @@ class BatchOutcome:
     parked: int = 0
     dead: int = 0
     failed: int = 0
+    listener_faulted: bool = False
+    """A datagram faulted the endpoint's datagram listener, or found it faulted (held back)."""
     latencies: list[float] = field(default_factory=list)
     """Seconds from send to apply of each applied message."""

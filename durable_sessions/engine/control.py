@@ -1,4 +1,4 @@
-"""Session control: close, terminate, resume, expire, and replay dead letters.
+"""Session control: close, terminate, resume and expire.
 
 Each function runs inside the caller's unit of work, locks what it changes and moves the
 session through :mod:`durable_sessions.model.lifecycle` (an illegal move raises
@@ -10,18 +10,11 @@ the caller's :class:`~durable_sessions.engine.outbox.OutboxTransaction`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
 from durable_sessions.engine.outbox import OutboxTransaction, outbox_entry
-from durable_sessions.engine.sending import Sent, send, send_datagram
-from durable_sessions.errors import (
-    DeadLetterNotFound,
-    ReplayRefused,
-    SessionNotFound,
-    SessionNotOpen,
-)
+from durable_sessions.errors import SessionNotFound
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionEvent, SessionState
 from durable_sessions.model.records import (
@@ -166,37 +159,3 @@ async def resume_session(
     updated = await uow.sessions.update(resumed)
     await tx.publish([outbox_entry(endpoint, m, now, tx.claim) for m in to_publish])
     return updated
-
-
-async def replay_dead_letter(
-    tx: OutboxTransaction, endpoints: Mapping[str, Endpoint], dead_letter_id: str, now: datetime
-) -> Sent:
-    """Send a dead letter's call again: at the end of its (open) session, or as a datagram."""
-    uow = tx.uow
-    letter = await uow.dead_letters.get(dead_letter_id)
-    if letter is None:
-        raise DeadLetterNotFound(f"no dead letter with id {dead_letter_id!r}")
-    if letter.replayed_at is not None:
-        raise ReplayRefused(
-            f"dead letter {letter.id!r} was already replayed as message "
-            f"{letter.replay_message_id!r}"
-        )
-    endpoint = endpoints.get(letter.endpoint)
-    if endpoint is None or not letter.operation:
-        raise ReplayRefused(
-            f"dead letter {letter.id!r} cannot be replayed: "
-            + ("it was never a valid call" if endpoint else f"unknown endpoint {letter.endpoint!r}")
-        )
-    if letter.session_id is not None:
-        session = await uow.sessions.get(letter.session_id, lock=SessionLock.SENDS)
-        if session is None:
-            raise SessionNotFound(letter.session_id)
-        if session.state is not SessionState.OPEN:
-            raise SessionNotOpen(session.id, session.state.value)
-        sent = await send(tx, endpoint, session.id, letter.operation, letter.args, now)
-    else:
-        sent = await send_datagram(tx, endpoint, letter.operation, letter.args, now)
-    await uow.dead_letters.update(
-        dataclasses.replace(letter, replayed_at=now, replay_message_id=sent.message.message_id)
-    )
-    return sent

@@ -5,16 +5,23 @@ REJECT poison policy) only after its transaction committed. When the database is
 is kept, unsettled, and tried again with backoff; nothing is acked that was not committed. On
 :meth:`Dispatcher.stop` the batch in progress finishes, deliveries not started stay unsettled
 and return to their queues when the consumer closes.
+
+Session queues and the datagram queue are consumed apart. Under ``receive_error_handling``
+``fault`` a datagram that exhausts its retries faults the endpoint's datagram listener, as in
+WCF: every worker stops taking datagrams (deliveries held back return to the queue) until an
+operator resumes it (:mod:`durable_sessions.engine.listeners`); sessions go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from durable_sessions.broker.base import Broker, Consumer
 from durable_sessions.engine.applying import Applier
@@ -97,6 +104,7 @@ class Dispatcher:
         throttles: Throttles | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        listener_poll_s: float = 1.0,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -109,9 +117,11 @@ class Dispatcher:
         self.applier = Applier(
             endpoint, service, max_concurrent_calls=self.throttles.max_concurrent_calls
         )
-        self._consumer: Consumer | None = None
+        self.listener_poll_s = listener_poll_s
+        self._consumers: set[Consumer] = set()
+        self._busy: set[Consumer] = set()
         self._stopping = False
-        self._busy = False
+        self._stopped = asyncio.Event()
 
     @property
     def queues(self) -> list[str]:
@@ -123,9 +133,55 @@ class Dispatcher:
         return queues
 
     async def run(self) -> None:
-        """Consume and apply until :meth:`stop`."""
-        consumer = await self.broker.consume(self.queues, self.throttles.prefetch)
-        self._consumer = consumer
+        """Consume and apply until :meth:`stop`: session queues and datagram queue apart."""
+        topology = self.endpoint.topology
+        loops: list[Coroutine[Any, Any, object]] = []
+        if self.endpoint.accepts_sessions:
+            loops.append(self._consume([q.name for q in topology.session_queues]))
+        if self.endpoint.accepts_datagrams:
+            loops.append(self._listen_for_datagrams(topology.datagram_queue.name))
+        if len(loops) == 1:
+            await loops[0]
+            return
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _listen_for_datagrams(self, queue: str) -> None:
+        """Consume the datagram queue while its listener is not faulted (WCF's
+        ``ReceiveErrorHandling.Fault``); while it is, look again every ``listener_poll_s``."""
+        while not self._stopping:
+            if not await self._listener_held():
+                if not await self._consume([queue]):
+                    return
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.listener_poll_s):
+                    await self._stopped.wait()
+
+    async def _listener_held(self) -> bool:
+        """Whether the datagram listener is faulted, or its state cannot be read now."""
+        try:
+            async with self.store.snapshot() as uow:
+                return await uow.listener_faults.get(self.endpoint.name) is not None
+        except StoreError as e:
+            log.warning(
+                "endpoint %s: datagram listener unknown, waiting: %s", self.endpoint.name, e
+            )
+            return True
+
+    async def _consume(self, queues: list[str]) -> bool:
+        """Consume ``queues`` until :meth:`stop` or the consumer ends (False), or until a batch
+        finds the datagram listener faulted (True)."""
+        consumer = await self.broker.consume(queues, self.throttles.prefetch)
+        self._consumers.add(consumer)
         try:
             while not self._stopping:
                 batch = await consumer.next_batch(
@@ -133,21 +189,32 @@ class Dispatcher:
                 )
                 if not batch:
                     break
-                self._busy = True
+                self._busy.add(consumer)
                 try:
+                    faulted = False
                     for part in self._split([Received.decode(d) for d in batch]):
-                        await self._apply_and_settle(consumer, part)
+                        faulted = await self._apply_and_settle(consumer, part) or faulted
                 finally:
-                    self._busy = False
+                    self._busy.discard(consumer)
+                if faulted:
+                    log.warning(
+                        "endpoint %s: the datagram listener is faulted; datagrams wait until an "
+                        "operator resumes it",
+                        self.endpoint.name,
+                    )
+                    return True
+            return False
         finally:
+            self._consumers.discard(consumer)
             consumer.drain_unstarted()
             await consumer.close()
 
     async def stop(self) -> None:
-        """Finish the batch in progress, then stop consuming."""
+        """Finish the batches in progress, then stop consuming."""
         self._stopping = True
-        if self._consumer is not None and not self._busy:
-            await self._consumer.close()
+        self._stopped.set()
+        for consumer in list(self._consumers - self._busy):
+            await consumer.close()
 
     def _split(self, batch: list[Received]) -> list[list[Received]]:
         limit = self.throttles.max_concurrent_sessions
@@ -164,7 +231,8 @@ class Dispatcher:
             parts[-1].append(received)
         return parts
 
-    async def _apply_and_settle(self, consumer: Consumer, batch: Sequence[Received]) -> None:
+    async def _apply_and_settle(self, consumer: Consumer, batch: Sequence[Received]) -> bool:
+        """Apply and settle ``batch``; True when it found the datagram listener faulted."""
         backoff = 0.05
         while True:
             now = self.clock()
@@ -196,3 +264,4 @@ class Dispatcher:
         self.stats.add(outcome)
         if self._on_batch is not None:
             self._on_batch(outcome)
+        return outcome.listener_faulted

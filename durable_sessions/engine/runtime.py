@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Dispatchers for the served endpoints, plus a relay and a sweeper; start, then stop.
 
-    ``wakeups`` is what the sweeper wakes first: the reliable-session binding's sequences.
+    ``wakeups`` is what the sweeper wakes first: the reliable-session binding's sequences. A
+    faulted datagram listener is looked at again every ``sweep_interval_s``.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Runtime:
                 throttles=throttles,
                 clock=clock,
                 on_batch=None if on_batch is None else partial(on_batch, endpoint.name),
+                listener_poll_s=sweep_interval_s,
             )
             for endpoint, service in served
         ]

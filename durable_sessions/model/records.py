@@ -314,6 +314,19 @@ def dead_letter_of(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerFault:
+    """An endpoint's datagram listener stopped at a poison message (``receive_error_handling``
+    ``fault``), as a WCF listener faults: nothing more is taken from its datagram queue until an
+    operator resumes it, retrying or skipping the message it stopped at."""
+
+    endpoint: str
+    message_id: str
+    """The datagram it stopped at, kept with status ``failed``."""
+    reason: str
+    faulted_at: datetime
+
+
 class SequenceRole(StrEnum):
     """Which end of a WS-RM sequence this side is."""
 

@@ -11,7 +11,7 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
   appliers the state, and a state change that must stop senders locks both, the send side
   first. What a lock guards is read after the lock is held, so it is the latest committed.
 - A duplicate unique key (session id, message id, ``(session_id, seq)``, dead-letter id,
-  sequence identifier) raises
+  sequence identifier, a listener fault's endpoint) raises
   :class:`~durable_sessions.errors.UniquenessViolation`.
 - ``sessions.update`` writes what changed. A changed state is written only if the stored
   version equals the record's version, and the record comes back with the next version
@@ -36,6 +36,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
@@ -241,6 +242,26 @@ class DeadLetterRepository(ABC):
         """Dead letters matching ``query``, in id order, at most ``query.limit``."""
 
 
+class ListenerFaultRepository(ABC):
+    """Faulted datagram listeners: at most one fault per endpoint."""
+
+    @abstractmethod
+    async def add(self, fault: ListenerFault) -> None:
+        """Record a fault; a second fault of the same endpoint is a uniqueness violation."""
+
+    @abstractmethod
+    async def get(self, endpoint: str, *, lock: bool = False) -> ListenerFault | None:
+        """The endpoint's fault (locked until the transaction ends), or None."""
+
+    @abstractmethod
+    async def remove(self, endpoint: str) -> None:
+        """Clear the endpoint's fault; a store error if it has none."""
+
+    @abstractmethod
+    async def all(self) -> list[ListenerFault]:
+        """Every fault, by endpoint name."""
+
+
 class SequenceRepository(ABC):
     """WS-RM sequences (source and destination), keyed by identifier."""
 
@@ -287,6 +308,7 @@ class UnitOfWork(ABC):
     messages: MessageRepository
     outbox: OutboxRepository
     dead_letters: DeadLetterRepository
+    listener_faults: ListenerFaultRepository
     sequences: SequenceRepository
 
 
@@ -321,6 +343,7 @@ __all__ = [
     "MAX_PAGE",
     "DeadLetterQuery",
     "DeadLetterRepository",
+    "ListenerFaultRepository",
     "MessageRepository",
     "OutboxRepository",
     "OutboxStats",

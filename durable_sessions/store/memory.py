@@ -20,6 +20,7 @@ from durable_sessions.model.records import (
     SESSION_SEND_FIELDS,
     SESSION_STATE_FIELDS,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
@@ -30,6 +31,7 @@ from durable_sessions.model.records import (
 from durable_sessions.store.base import (
     DeadLetterQuery,
     DeadLetterRepository,
+    ListenerFaultRepository,
     MessageRepository,
     OutboxRepository,
     OutboxStats,
@@ -52,6 +54,7 @@ class _Tables:
     seqs: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
     outbox: dict[int, OutboxRecord] = dataclasses.field(default_factory=dict)
     dead_letters: dict[str, DeadLetterRecord] = dataclasses.field(default_factory=dict)
+    listener_faults: dict[str, ListenerFault] = dataclasses.field(default_factory=dict)
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
@@ -360,6 +363,32 @@ class _DeadLetters(DeadLetterRepository):
         return _page(matches, lambda d: d.id, query.after_id, query.limit)
 
 
+class _ListenerFaults(ListenerFaultRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def add(self, fault: ListenerFault) -> None:
+        table = self._w.table("listener_faults")
+        if fault.endpoint in table:
+            raise self._w.fail(
+                UniquenessViolation(f"the listener of {fault.endpoint!r} is faulted already")
+            )
+        table[fault.endpoint] = fault
+
+    async def get(self, endpoint: str, *, lock: bool = False) -> ListenerFault | None:
+        self._w.check()
+        return self._w.tables.listener_faults.get(endpoint)
+
+    async def remove(self, endpoint: str) -> None:
+        table = self._w.table("listener_faults")
+        if table.pop(endpoint, None) is None:
+            raise self._w.fail(StoreError(f"the listener of {endpoint!r} is not faulted"))
+
+    async def all(self) -> list[ListenerFault]:
+        self._w.check()
+        return sorted(self._w.tables.listener_faults.values(), key=lambda f: f.endpoint)
+
+
 class _Sequences(SequenceRepository):
     def __init__(self, work: _Work) -> None:
         self._w = work
@@ -444,6 +473,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.messages = _Messages(work)
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)
+        self.listener_faults = _ListenerFaults(work)
         self.sequences = _Sequences(work)
 
 

@@ -19,6 +19,7 @@ from durable_sessions.examples.calculator import CalculatorService
 from durable_sessions.hosting.testing import FAST_POISON
 from durable_sessions.model.contracts import SessionMode, contract, operation
 from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.records import DeadLetterReason, DeadLetterRecord, utcnow
 from durable_sessions.model.services import service, service_of
 from durable_sessions.settings import Settings
 from durable_sessions.store.memory import MemoryStore
@@ -40,6 +41,19 @@ class NotesService:
         return None
 
 
+@contract(session_mode=SessionMode.NOT_ALLOWED)
+class Ledger(Protocol):
+    @operation
+    async def record(self, n: int) -> None: ...
+
+
+@service(Ledger)
+class LedgerService:
+    async def record(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"cannot record {n}")
+
+
 @dataclass
 class Stack:
     """The control plane and a runtime serving its endpoints, built but not started."""
@@ -59,6 +73,10 @@ def stack(tmp_path: Path) -> Stack:
         ),
         (Endpoint.for_service(service_of(NotesService)), service_of(NotesService)),
         (Endpoint.for_service(service_of(TallyService)), service_of(TallyService)),
+        (
+            Endpoint.for_service(service_of(LedgerService), poison=FAST_POISON),
+            service_of(LedgerService),
+        ),
     ]
     runtime = Runtime(
         store, node.connect(), served, sweep_interval_s=0.02, relay_poll_interval_s=0.02
@@ -391,25 +409,63 @@ async def test_close_applies_pending_then_closes(http: httpx.AsyncClient) -> Non
     assert (await http.post(f"/v1/sessions/{sid}/close")).status_code == 202
 
 
-async def test_terminate_dead_letters_pending_and_replay(http: httpx.AsyncClient) -> None:
-    sid = (await open_calc(http))["id"]
-    await send(http, sid, "clear")
-    await http.get(f"/v1/sessions/{sid}/messages/1", params={"wait": 10})
-    terminated = await http.post(
-        f"/v1/sessions/{sid}/terminate", json={"reason": "operator said so"}
-    )
-    assert terminated.status_code == 200
-    assert (terminated.json()["state"], terminated.json()["end_reason"]) == (
-        "terminated",
-        "operator said so",
-    )
-    assert_problem(await http.post(f"/v1/sessions/{sid}/terminate"), 409, "illegal-transition")
-    assert_problem(
-        await http.post(f"/v1/sessions/{sid}/terminate", json={"reason": ""}),
-        422,
-        "invalid-request",
-    )
-    assert_problem(await http.post("/v1/sessions/nope/close"), 404, "session-not-found")
+async def test_terminate_dead_letters_pending_and_replay(stack: Stack) -> None:
+    http = stack.client
+    async with stack.app.router.lifespan_context(stack.app), http:
+        sid = (await open_calc(http))["id"]
+        calls = [
+            ("clear", {}),
+            ("add_to", {"n": 2}),
+            ("multiply_by", {"n": 10}),
+            ("add_to", {"n": 1}),
+        ]
+        for name, args in calls:
+            assert (await send(http, sid, name, **args)).status_code == 202
+        # No worker runs yet: all four are pending when the session is terminated.
+        terminated = await http.post(
+            f"/v1/sessions/{sid}/terminate", json={"reason": "operator said so"}
+        )
+        assert terminated.status_code == 200
+        assert (terminated.json()["state"], terminated.json()["end_reason"]) == (
+            "terminated",
+            "operator said so",
+        )
+        assert_problem(await http.post(f"/v1/sessions/{sid}/terminate"), 409, "illegal-transition")
+        assert_problem(
+            await http.post(f"/v1/sessions/{sid}/terminate", json={"reason": ""}),
+            422,
+            "invalid-request",
+        )
+        assert_problem(await http.post("/v1/sessions/nope/close"), 404, "session-not-found")
+        letters = (await http.get("/v1/dead-letters", params={"session_id": sid})).json()["items"]
+        assert sorted((d["seq"], d["operation"], d["reason"]) for d in letters) == [
+            (seq, name, "terminated") for seq, (name, _) in enumerate(calls, 1)
+        ]
+
+        # Named in any order, they are carried by a new session in their original order.
+        ids = [d["id"] for d in sorted(letters, key=lambda d: -d["seq"])]
+        replayed = await http.post("/v1/dead-letters/replay", json={"ids": ids})
+        assert replayed.status_code == 202, replayed.text
+        body = replayed.json()
+        assert (body["into"], [m["seq"] for m in body["messages"]]) == ("new_session", [1, 2, 3, 4])
+        new_sid = body["session_id"]
+        async with stack.runtime:
+            await http.get(f"/v1/sessions/{new_sid}/messages/4", params={"wait": 10})
+        again = (await http.get(f"/v1/sessions/{new_sid}")).json()
+        assert (again["instance_state"], again["labels"]) == ({"result": 21.0}, {"replay-of": sid})
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["state"] == "terminated"
+        shown = (await http.get("/v1/dead-letters", params={"session_id": sid})).json()["items"]
+        assert {d["replay_message_id"] for d in shown} == {
+            m["message_id"] for m in body["messages"]
+        }
+        assert_problem(
+            await http.post("/v1/dead-letters/replay", json={"session_id": sid}),
+            409,
+            "replay-refused",
+        )
+        assert_problem(
+            await http.post("/v1/dead-letters/replay", json={"ids": ids}), 409, "replay-refused"
+        )
 
 
 async def test_fault_resume_skip_retry_and_dead_letters(stack: Stack) -> None:
@@ -466,24 +522,137 @@ async def _fault_resume_skip_retry_and_dead_letters(http: httpx.AsyncClient, sid
     assert shown["args"] == {"n": 0.0}
     assert_problem(await http.get("/v1/dead-letters/none"), 404, "dead-letter-not-found")
     assert_problem(
-        await http.post(f"/v1/dead-letters/{letters[0]['id']}/replay"), 409, "session-not-open"
+        await http.post(f"/v1/dead-letters/{letters[0]['id']}/replay"), 409, "replay-refused"
     )
 
 
-async def test_replay_a_dead_letter_into_an_open_session(http: httpx.AsyncClient) -> None:
+async def test_a_dead_letter_is_never_replayed_out_of_its_place(http: httpx.AsyncClient) -> None:
     sid = (await open_calc(http))["id"]
     await send(http, sid, "clear")
     await send(http, sid, "divide_by", n=0)
     await http.get(f"/v1/sessions/{sid}/messages/2", params={"wait": 10})
     await http.post(f"/v1/sessions/{sid}/resume", json={"action": "skip"})
     letter = (await http.get("/v1/dead-letters", params={"session_id": sid})).json()["items"][0]
-    replayed = await http.post(f"/v1/dead-letters/{letter['id']}/replay")
-    assert replayed.status_code == 202
-    assert replayed.json()["seq"] == 3
-    assert_problem(
+    before = (await http.get("/v1/sessions")).json()["items"]
+
+    # Appended to its session it would follow later messages; alone it cannot start a new one.
+    alone = assert_problem(
         await http.post(f"/v1/dead-letters/{letter['id']}/replay"), 409, "replay-refused"
     )
+    assert "cannot be the first operation" in alone["detail"]
+    as_datagram = assert_problem(
+        await http.post(f"/v1/dead-letters/{letter['id']}/replay", json={"into": "datagrams"}),
+        409,
+        "replay-refused",
+    )
+    assert (
+        "does not accept datagrams" in as_datagram["detail"]
+        or "open a session" in as_datagram["detail"]
+    )
+    assert (await http.get("/v1/sessions")).json()["items"] == before
+    assert (await http.get(f"/v1/dead-letters/{letter['id']}")).json()["replayed_at"] is None
     assert_problem(await http.post("/v1/dead-letters/none/replay"), 404, "dead-letter-not-found")
+    assert_problem(
+        await http.post("/v1/dead-letters/replay", json={"ids": [letter["id"]], "session_id": sid}),
+        422,
+        "invalid-request",
+    )
+
+
+async def test_dead_letters_of_two_sessions_are_not_mixed(stack: Stack) -> None:
+    http = stack.client
+    async with stack.app.router.lifespan_context(stack.app), http:
+        ids = []
+        for _ in range(2):
+            sid = (await open_calc(http))["id"]
+            await send(http, sid, "clear")
+            await http.post(f"/v1/sessions/{sid}/terminate")
+            ids += [
+                d["id"]
+                for d in (await http.get("/v1/dead-letters", params={"session_id": sid})).json()[
+                    "items"
+                ]
+            ]
+        mixed = assert_problem(
+            await http.post("/v1/dead-letters/replay", json={"ids": ids}), 409, "replay-refused"
+        )
+        assert "several sessions" in mixed["detail"]
+
+
+async def test_a_datagram_dead_letter_is_replayed_as_a_datagram(stack: Stack) -> None:
+    http = stack.client
+    letter = DeadLetterRecord(
+        id="d-1",
+        message_id="m-1",
+        endpoint="notes",
+        contract="Notes",
+        operation="note",
+        args={"text": "again"},
+        reason=DeadLetterReason.POISON,
+        created_at=utcnow(),
+    )
+    async with stack.app.router.lifespan_context(stack.app), http:
+        async with stack.app.state.plane.store.transaction() as uow:
+            await uow.dead_letters.add(letter)
+        refused = assert_problem(
+            await http.post("/v1/dead-letters/d-1/replay", json={"into": "new_session"}),
+            409,
+            "replay-refused",
+        )
+        assert "was a datagram" in refused["detail"]
+        replayed = await http.post("/v1/dead-letters/d-1/replay")
+        assert replayed.status_code == 202, replayed.text
+        assert (replayed.json()["into"], replayed.json()["session_id"]) == ("datagrams", None)
+        (message,) = replayed.json()["messages"]
+        assert (message["seq"], message["message_id"]) == (None, "replay-d-1")
+
+
+async def test_a_faulted_datagram_listener_is_shown_and_resumed(http: httpx.AsyncClient) -> None:
+    async def record(n: int) -> str:
+        sent = await http.post(
+            "/v1/datagrams", json={"contract": "Ledger", "operation": "record", "args": {"n": n}}
+        )
+        assert sent.status_code == 202, sent.text
+        message_id: str = sent.json()["message_id"]
+        return message_id
+
+    listed = {e["name"]: e for e in (await http.get("/v1/endpoints")).json()}
+    assert (listed["ledger"]["datagram_listener"], listed["calculator"]["datagram_listener"]) == (
+        "open",
+        None,
+    )
+    poison = await record(-1)
+    failed = (await http.get(f"/v1/messages/{poison}", params={"wait": 10})).json()
+    assert (failed["status"], failed["error"]) == ("failed", "ValueError: cannot record -1")
+    shown = (await http.get("/v1/endpoints/ledger")).json()
+    assert shown["datagram_listener"] == "faulted"
+    assert (shown["fault"]["message_id"], shown["fault"]["reason"]) == (
+        poison,
+        "ValueError: cannot record -1",
+    )
+    waiting = await record(1)
+    await asyncio.sleep(0.3)
+    assert (await http.get(f"/v1/messages/{waiting}")).json()["status"] == "pending"
+
+    assert_problem(
+        await http.post("/v1/endpoints/ledger/resume", json={"action": "later"}),
+        422,
+        "invalid-request",
+    )
+    resumed = await http.post("/v1/endpoints/ledger/resume", json={"action": "skip"})
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["message_id"], resumed.json()["status"]) == (poison, "dead")
+    applied = (await http.get(f"/v1/messages/{waiting}", params={"wait": 10})).json()
+    assert applied["status"] == "applied"
+    assert (await http.get("/v1/endpoints/ledger")).json()["fault"] is None
+    letters = (await http.get("/v1/dead-letters", params={"reason": "skipped"})).json()["items"]
+    assert [d["message_id"] for d in letters] == [poison]
+    assert_problem(
+        await http.post("/v1/endpoints/ledger/resume", json={"action": "retry"}),
+        409,
+        "listener-not-faulted",
+    )
+    assert_problem(await http.get("/v1/endpoints/nope"), 404, "endpoint-not-found")
 
 
 # --- contracts, metrics -------------------------------------------------------------------
@@ -519,6 +688,8 @@ async def test_openapi_documents_every_route(http: httpx.AsyncClient) -> None:
         "/v1/sessions",
         "/v1/sessions/{session_id}/resume",
         "/v1/dead-letters/{dead_letter_id}/replay",
+        "/v1/dead-letters/replay",
+        "/v1/endpoints/{name}/resume",
     } <= set(spec["paths"])
 
 

@@ -528,9 +528,12 @@ class AuditService:
         AuditLog.entries.append(entry)
 
 
-async def test_datagrams_apply_once_and_poison_by_policy() -> None:
+@pytest.mark.parametrize("handling", [ReceiveErrorHandling.FAULT, ReceiveErrorHandling.MOVE])
+async def test_datagrams_apply_once_and_poison_by_policy(handling: ReceiveErrorHandling) -> None:
     AuditLog.entries = []
-    h = Harness(service_of(AuditService), FAST)
+    h = Harness(
+        service_of(AuditService), dataclasses.replace(FAST, receive_error_handling=handling)
+    )
     assert h.endpoint.binding is Binding.DATAGRAM
     assert service_of(AuditService).instancing is Instancing.PER_CALL
     sent = []
@@ -548,8 +551,22 @@ async def test_datagrams_apply_once_and_poison_by_policy() -> None:
     assert sorted(AuditLog.entries) == ["a", "b"]
     h.clock.advance(10)
     final = await h.apply(delivery(sent[2], 1))
-    assert final.dead == 1
-    assert await h.dead_letters() == [DeadLetterReason.POISON]
+    async with h.store.snapshot() as uow:
+        fault = await uow.listener_faults.get(h.endpoint.name)
+        (kept,) = (await uow.messages.get_many([sent[2].message_id])).values()
+    if handling is ReceiveErrorHandling.MOVE:
+        assert (final.dead, final.listener_faulted, fault) == (1, False, None)
+        assert await h.dead_letters() == [DeadLetterReason.POISON]
+        return
+    # WCF's Fault faults the listener at the poison message, which is kept, not dead-lettered.
+    assert (final.dead, final.failed, final.listener_faulted) == (0, 1, True)
+    assert await h.dead_letters() == []
+    assert kept.status is MessageStatus.FAILED
+    assert fault is not None
+    assert (fault.message_id, fault.reason) == (sent[2].message_id, "RuntimeError: boom")
+    # While it is faulted, datagrams are held back, unsettled and unapplied.
+    held = await h.apply(delivery(sent[0], 2))
+    assert (held.applied, held.duplicates, held.settlements) == (0, 0, {0: Settlement.HOLD})
 
 
 @contract

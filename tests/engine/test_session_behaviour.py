@@ -15,9 +15,11 @@ from pydantic import BaseModel
 
 from durable_sessions.engine.client import Client
 from durable_sessions.engine.control import ResumeAction, resume_session
+from durable_sessions.engine.listeners import resume_listener
 from durable_sessions.engine.outbox import OutboxTransaction, publish_after_commit
 from durable_sessions.engine.sending import SendRequest, open_session, send
 from durable_sessions.errors import (
+    ListenerNotFaulted,
     NotInitiating,
     OperationFailed,
     SessionNotOpen,
@@ -440,3 +442,92 @@ async def test_a_worker_that_vanishes_mid_stream_loses_nothing(stack: Stack) -> 
             client.relay = survivor.relay
     results = await asyncio.gather(*(j.finish() for j in journals))
     assert results == [list(range(20))] * len(names)
+
+
+@contract(session_mode=SessionMode.NOT_ALLOWED)
+class Ledger(Protocol):
+    @operation
+    async def record(self, n: int) -> None: ...
+
+
+RECORDED: list[int] = []
+BROKEN = {"negative": True}
+
+
+@service(Ledger)
+class LedgerService:
+    async def record(self, n: int) -> None:
+        if n < 0 and BROKEN["negative"]:
+            raise ValueError(f"cannot record {n}")
+        RECORDED.append(n)
+
+
+async def test_a_poison_datagram_faults_the_listener_of_every_worker_until_resumed(
+    stack: Stack,
+) -> None:
+    """WCF's ReceiveErrorHandling.Fault: the listener stops at the poison message, kept."""
+    RECORDED.clear()
+    BROKEN["negative"] = True
+    endpoint = stack.endpoint(LedgerService, poison=FAST_POISON)
+    served = [(endpoint, LedgerService)]
+    first = await stack.runtime(served)
+    await stack.runtime(served)
+    client = first.client
+
+    async def record(n: int) -> str:
+        sent = await client.send(SendRequest(endpoint, None, "record", {"n": n}))
+        return sent.message.message_id
+
+    async def resume(action: ResumeAction) -> MessageStatus | None:
+        async with publish_after_commit(stack.store, first.relay, utcnow()) as tx:
+            _, message = await resume_listener(tx, endpoint, action, utcnow())
+        return None if message is None else message.status
+
+    poison = await record(-1)
+    await wait_for(lambda: _is(stack, poison, (MessageStatus.FAILED, MessageStatus.DEAD)))
+    later = [await record(n) for n in range(1, 6)]
+    await asyncio.sleep(0.5)
+    assert RECORDED == []
+    assert await _is(stack, poison, (MessageStatus.FAILED,))
+    async with stack.store.snapshot() as uow:
+        fault = await uow.listener_faults.get(endpoint.name)
+    assert fault is not None
+    assert (fault.message_id, fault.reason) == (poison, "ValueError: cannot record -1")
+
+    # The service is fixed: retried, the poison message is applied, and the listener goes on.
+    BROKEN["negative"] = False
+    assert await resume(ResumeAction.RETRY) is MessageStatus.PENDING
+    await wait_for(lambda: _all_applied(stack, [poison, *later]))
+    assert sorted(RECORDED) == [-1, 1, 2, 3, 4, 5]
+
+    # Skipped, the next poison message becomes a dead letter and the listener goes on.
+    BROKEN["negative"] = True
+    second = await record(-2)
+    await wait_for(lambda: _faulted(stack, endpoint.name))
+    assert await resume(ResumeAction.SKIP) is MessageStatus.DEAD
+    after = await record(6)
+    await wait_for(lambda: _all_applied(stack, [after]))
+    async with stack.store.snapshot() as uow:
+        letters = await uow.dead_letters.find(DeadLetterQuery(reason=DeadLetterReason.SKIPPED))
+    assert [d.message_id for d in letters] == [second]
+    with pytest.raises(ListenerNotFaulted, match="is not faulted"):
+        await resume(ResumeAction.SKIP)
+
+
+async def _is(stack: Stack, message_id: str, statuses: tuple[MessageStatus, ...]) -> bool:
+    async with stack.store.snapshot() as uow:
+        found = (await uow.messages.get_many([message_id])).get(message_id)
+    return found is not None and found.status in statuses
+
+
+async def _faulted(stack: Stack, endpoint: str) -> bool:
+    async with stack.store.snapshot() as uow:
+        return await uow.listener_faults.get(endpoint) is not None
+
+
+async def _all_applied(stack: Stack, message_ids: list[str]) -> bool:
+    async with stack.store.snapshot() as uow:
+        found = await uow.messages.get_many(message_ids)
+    return all(m.status is MessageStatus.APPLIED for m in found.values()) and len(found) == len(
+        message_ids
+    )

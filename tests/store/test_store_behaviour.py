@@ -13,6 +13,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    ListenerFault,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
@@ -683,6 +684,31 @@ async def test_dead_letters_round_trip_update_and_find(store: Store) -> None:
     with pytest.raises(StoreError):
         async with store.transaction() as uow:
             await uow.dead_letters.update(make_dead_letter())
+
+
+# --- listener faults ----------------------------------------------------------------------
+
+
+async def test_a_listener_fault_is_one_per_endpoint_until_removed(store: Store) -> None:
+    fault = ListenerFault("notes", "m-1", "ValueError: bad", T0)
+    async with store.transaction() as uow:
+        await uow.listener_faults.add(fault)
+        await uow.listener_faults.add(ListenerFault("audit", "m-2", "boom", T0))
+    async with store.snapshot() as uow:
+        assert await uow.listener_faults.get("notes") == fault
+        assert await uow.listener_faults.get("other") is None
+        assert [f.endpoint for f in await uow.listener_faults.all()] == ["audit", "notes"]
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.listener_faults.add(dataclasses.replace(fault, message_id="m-3"))
+    async with store.transaction() as uow:
+        assert await uow.listener_faults.get("notes", lock=True) == fault
+        await uow.listener_faults.remove("notes")
+    with pytest.raises(StoreError):
+        async with store.transaction() as uow:
+            await uow.listener_faults.remove("notes")
+    async with store.snapshot() as uow:
+        assert [f.endpoint for f in await uow.listener_faults.all()] == ["audit"]
 
 
 # --- batches ------------------------------------------------------------------------------

@@ -179,6 +179,18 @@ def check_inspection(up: Up, sid: str, key: str) -> None:
     letters = cli("dead-letters", "list", cwd=up.cwd, env=env)
     assert letters.returncode == 0
     assert letters.stdout.splitlines()[0].split()[:2] == ["ID", "REASON"]
+    nothing = cli("dead-letters", "replay", "--session", sid, cwd=up.cwd, env=env)
+    assert nothing.returncode == 1
+    assert "has no dead letters left to replay" in nothing.stderr
+    endpoint = json.loads(as_json.stdout)["endpoint"]
+    endpoints = cli("endpoints", "list", cwd=up.cwd, env=env)
+    assert endpoints.returncode == 0, endpoints.stderr
+    rows = [line.split() for line in endpoints.stdout.splitlines()]
+    assert rows[0] == ["NAME", "CONTRACT", "BINDING", "SESSIONS", "DATAGRAM", "LISTENER"]
+    assert [endpoint, "Calculator", "queued-session", "yes", "-"] in rows
+    resumed = cli("endpoints", "resume", endpoint, "--action", "retry", cwd=up.cwd, env=env)
+    assert resumed.returncode == 1
+    assert "is not faulted" in resumed.stderr
 
 
 @pytest.mark.postgres

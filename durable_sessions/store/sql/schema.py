@@ -212,6 +212,17 @@ class DeadLetterRow(Base):
     replay_message_id: Mapped[str | None] = mapped_column(sa.String(200))
 
 
+class ListenerFaultRow(Base):
+    """An endpoint whose datagram listener stopped at a poison message."""
+
+    __tablename__ = "ds_listener_faults"
+
+    endpoint: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    message_id: Mapped[str] = mapped_column(sa.String(200))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    faulted_at: Mapped[datetime]
+
+
 class SequenceRow(Base):
     """A WS-RM sequence, source or destination; ``state`` is the engine's snapshot."""
 
@@ -246,4 +257,5 @@ session_labels = cast(sa.Table, SessionLabelRow.__table__)
 messages = cast(sa.Table, MessageRow.__table__)
 outbox = cast(sa.Table, OutboxRow.__table__)
 dead_letters = cast(sa.Table, DeadLetterRow.__table__)
+listener_faults = cast(sa.Table, ListenerFaultRow.__table__)
 sequences = cast(sa.Table, SequenceRow.__table__)
