@@ -36,6 +36,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    LeaseRecord,
     MessageRecord,
     MessageStatus,
     OutboxRecord,
@@ -278,6 +279,19 @@ class SequenceRepository(ABC):
         """
 
 
+class LeaseRepository(ABC):
+    """Named leases, each held by one process at a time until it expires."""
+
+    @abstractmethod
+    async def take(self, name: str, holder: str, now: datetime, until: datetime) -> LeaseRecord:
+        """Take or renew lease ``name`` for ``holder`` until ``until``, unless another holder's
+        lease is still running at ``now``; return the lease as it then stands (row locked)."""
+
+    @abstractmethod
+    async def release(self, name: str, holder: str) -> None:
+        """End lease ``name`` if ``holder`` holds it."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -286,6 +300,7 @@ class UnitOfWork(ABC):
     outbox: OutboxRepository
     dead_letters: DeadLetterRepository
     sequences: SequenceRepository
+    leases: LeaseRepository
 
 
 class Store(ABC):
@@ -319,6 +334,7 @@ __all__ = [
     "MAX_PAGE",
     "DeadLetterQuery",
     "DeadLetterRepository",
+    "LeaseRepository",
     "MessageRepository",
     "OutboxRepository",
     "OutboxStats",

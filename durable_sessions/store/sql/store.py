@@ -38,6 +38,7 @@ from durable_sessions.store.base import (
 )
 from durable_sessions.store.sql import schema
 from durable_sessions.store.sql.engine import WRITE_OPTION, create_engine, translated_errors
+from durable_sessions.store.sql.leases import SqlLeases
 from durable_sessions.store.sql.sequences import SqlSequences
 from durable_sessions.store.sql.sessions import SqlSessions
 from durable_sessions.store.sql.work import IDS, Work, one_of
@@ -330,6 +331,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)
         self.sequences = SqlSequences(work)
+        self.leases = SqlLeases(work)
 
 
 class SqlStore(Store):
