@@ -19,6 +19,8 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
   written only under this transaction's send lock (otherwise
   :class:`~durable_sessions.errors.StoreError`) and leaves the version as it is.
   ``sequences.update`` succeeds only if the stored version equals the record's version.
+- ``leases.take`` gives a lease to the taker only if it is free, the taker's, or run out; the
+  lease returned is the one that then stands.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
 """
