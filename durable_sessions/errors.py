@@ -12,6 +12,7 @@ errors (SQLAlchemy, aio-pika/aiormq, lxml) are translated at the adapter boundar
     ├── ConfigurationError (ValueError)     settings or arguments that cannot be used
     │   ├── UnknownContract                 no endpoint serves that contract (here)
     │   ├── SessionsNotAllowed              the contract's messages are datagrams
+    │   ├── SingletonInUse                  another worker serves that SINGLE service
     │   └── EncodeError                     an envelope its WS-RM version cannot express (wsrm)
     ├── IllegalTransition                   a session event not allowed in the current state
     ├── SessionError                        a request about one session was refused
@@ -79,6 +80,10 @@ class UnknownContract(ConfigurationError):
 
 class SessionsNotAllowed(ConfigurationError):
     """A session was asked for on a contract or endpoint that carries datagrams only."""
+
+
+class SingletonInUse(ConfigurationError):
+    """Another worker process holds the lease of a SINGLE service: one instance, one worker."""
 
 
 class IllegalTransition(DurableSessionsError):

@@ -94,8 +94,34 @@ class Settings(BaseSettings):
     worker_batch_delay_s: float = Field(
         0.001, ge=0, description="Wait for a fuller batch after idling."
     )
+    worker_sessions_per_batch: int = Field(
+        128, ge=1, description="Most sessions per transaction; a fuller batch is split."
+    )
     worker_prefetch: int = Field(512, ge=1, description="Unsettled deliveries per queue.")
-    worker_max_concurrent_calls: int = Field(0, ge=0, description="0 means 16 per CPU.")
+    worker_max_concurrent_calls: int = Field(
+        0,
+        ge=0,
+        description="Handler calls at once per worker (WCF MaxConcurrentCalls); 0 "
+        "means 16 per CPU.",
+    )
+    worker_max_concurrent_sessions: int = Field(
+        0,
+        ge=0,
+        description="Sessions served at once per worker (WCF MaxConcurrentSessions); "
+        "0 means 100 per CPU.",
+    )
+    worker_max_concurrent_instances: int = Field(
+        0,
+        ge=0,
+        description="Service instances alive at once per worker (WCF "
+        "MaxConcurrentInstances); 0 means calls plus sessions.",
+    )
+    singleton_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="Lease of the one worker serving a SINGLE service; a worker "
+        "that replaces a crashed one waits for it to run out.",
+    )
     sweep_interval_s: float = Field(1.0, gt=0, description="How often the sweeper runs.")
     outbox_poll_interval_s: float = Field(1.0, gt=0, description="How often relays poll.")
     outbox_lease_s: float = Field(30.0, gt=0, description="How long a relay holds its claim.")

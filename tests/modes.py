@@ -12,7 +12,14 @@ from typing import Protocol
 import pytest
 from pydantic import BaseModel
 
-from durable_sessions import Instancing, SessionMode, contract, operation, service
+from durable_sessions import (
+    Concurrency,
+    Instancing,
+    SessionMode,
+    contract,
+    operation,
+    service,
+)
 from durable_sessions.model.endpoints import Binding
 
 
@@ -49,6 +56,31 @@ class PerCallTallyService:
 
     async def total(self) -> int:
         return 0
+
+
+@service(Tally, instancing=Instancing.PER_CALL, concurrency=Concurrency.MULTIPLE)
+class ParallelTallyService:
+    """PER_CALL and Concurrency.MULTIPLE: datagrams only, which may run at once."""
+
+    async def add(self, n: int) -> None:
+        return None
+
+    async def total(self) -> int:
+        return 0
+
+
+@service(Tally, instancing=Instancing.SINGLE)
+class SingleTallyService:
+    """SINGLE: one instance, in one worker process, for every session and datagram."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def add(self, n: int) -> None:
+        self.count += n
+
+    async def total(self) -> int:
+        return self.count
 
 
 @contract(session_mode=SessionMode.REQUIRED)
@@ -122,6 +154,22 @@ MISMATCHES = [
         "sessions, so every message would be a call of its own. Use Instancing.PER_CALL or "
         "Instancing.SINGLE, or the 'queued-session' binding.",
         id="per-session-on-datagram",
+    ),
+    pytest.param(
+        ParallelTallyService,
+        Binding.QUEUED_SESSION,
+        "service 'ParallelTallyService' uses Concurrency.MULTIPLE, but the 'queued-session' "
+        "binding carries sessions, whose messages apply one at a time in order. Use "
+        "Concurrency.SINGLE, or serve it on the 'datagram' binding.",
+        id="multiple-on-queued-session",
+    ),
+    pytest.param(
+        ParallelTallyService,
+        Binding.RELIABLE_SESSION,
+        "service 'ParallelTallyService' uses Concurrency.MULTIPLE, but the 'reliable-session' "
+        "binding carries sessions, whose messages apply one at a time in order. Use "
+        "Concurrency.SINGLE, or serve it on the 'datagram' binding.",
+        id="multiple-on-reliable-session",
     ),
 ]
 """``(service, binding, message)``: every refusal of the binding check, in its exact words."""

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from durable_sessions.broker.base import Broker
 from durable_sessions.broker.memory import MemoryNode
-from durable_sessions.engine.dispatcher import Throttles
+from durable_sessions.engine.instancing import Throttles
 from durable_sessions.engine.runtime import Runtime
 from durable_sessions.model.endpoints import Endpoint, PoisonPolicy
 from durable_sessions.model.records import utcnow

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from durable_sessions.engine.instancing import CPUS, Throttles
+from durable_sessions.hosting.composition import throttles
 from durable_sessions.settings import Settings, redact_url
 
 
@@ -61,3 +63,28 @@ def test_settings_are_frozen() -> None:
 def test_redact_url() -> None:
     assert redact_url("amqp://guest:guest@127.0.0.1:5672/") == "amqp://guest:***@127.0.0.1:5672/"
     assert redact_url("sqlite+aiosqlite:///./x.db") == "sqlite+aiosqlite:///./x.db"
+
+
+def test_worker_throttles_are_wcfs_unless_ds_worker_settings_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert throttles(Settings()) == Throttles(
+        max_concurrent_calls=16 * CPUS, max_concurrent_sessions=100 * CPUS
+    )
+    assert throttles(Settings()).instances == 116 * CPUS
+    for name, value in [
+        ("CALLS", "3"),
+        ("SESSIONS", "4"),
+        ("INSTANCES", "5"),
+    ]:
+        monkeypatch.setenv(f"DS_WORKER_MAX_CONCURRENT_{name}", value)
+    monkeypatch.setenv("DS_WORKER_SESSIONS_PER_BATCH", "9")
+    configured = throttles(Settings())
+    assert (
+        configured.max_concurrent_calls,
+        configured.max_concurrent_sessions,
+        configured.instances,
+        configured.sessions_per_batch,
+    ) == (3, 4, 5, 9)
+    monkeypatch.setenv("DS_SINGLETON_LEASE_S", "2.5")
+    assert Settings().singleton_lease_s == 2.5

@@ -57,6 +57,7 @@ async def serve(
                 ),
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
+                singleton_lease_s=settings.singleton_lease_s,
                 on_batch=Metrics().observe_batch,
             )
             stop = asyncio.Event()
@@ -131,6 +132,13 @@ def run(
     asyncio.run(serve(settings, service_paths, endpoint, binding))
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m workers``: a known error prints one line instead of a traceback."""
     parser = argparse.ArgumentParser(
@@ -148,12 +156,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--binding",
         choices=[binding.value for binding in Binding],
-        help="the endpoint's binding (default: datagram for a NOT_ALLOWED contract, else "
-        "queued-session)",
+        help="the endpoint's binding (default: datagram for a NOT_ALLOWED contract or a "
+        "Concurrency.MULTIPLE service, else queued-session)",
     )
+    for flag, wcf, default in (
+        ("calls", "MaxConcurrentCalls", "16 per CPU"),
+        ("sessions", "MaxConcurrentSessions", "100 per CPU"),
+        ("instances", "MaxConcurrentInstances", "calls plus sessions"),
+    ):
+        parser.add_argument(
+            f"--max-concurrent-{flag}",
+            type=_positive,
+            metavar="N",
+            help=f"WCF's {wcf} per worker (default: DS_WORKER_MAX_CONCURRENT_{flag.upper()}, "
+            f"else {default})",
+        )
     arguments = parser.parse_args(argv)
+    throttles = {
+        f"worker_max_concurrent_{flag}": value
+        for flag in ("calls", "sessions", "instances")
+        if (value := getattr(arguments, f"max_concurrent_{flag}")) is not None
+    }
     try:
         binding = Binding(arguments.binding) if arguments.binding else None
-        run(Settings(), arguments.service, arguments.endpoint, binding)
+        settings = Settings(**throttles)
+        run(settings, arguments.service, arguments.endpoint, binding)
     except DurableSessionsError as error:
         sys.exit(f"error: {error}")

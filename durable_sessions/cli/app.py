@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
@@ -45,10 +46,58 @@ def _root(
     """Durable, ordered, exactly-once sessions on RabbitMQ and SQL."""
 
 
-def load_settings(database_url: str | None = None) -> Settings:
+MaxConcurrentCalls = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent-calls",
+        min=1,
+        help="Handler calls at once per worker, WCF's MaxConcurrentCalls (default: "
+        "DS_WORKER_MAX_CONCURRENT_CALLS, else 16 per CPU).",
+        show_default=False,
+    ),
+]
+MaxConcurrentSessions = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent-sessions",
+        min=1,
+        help="Sessions served at once per worker, WCF's MaxConcurrentSessions (default: "
+        "DS_WORKER_MAX_CONCURRENT_SESSIONS, else 100 per CPU).",
+        show_default=False,
+    ),
+]
+MaxConcurrentInstances = Annotated[
+    int | None,
+    typer.Option(
+        "--max-concurrent-instances",
+        min=1,
+        help="Service instances alive at once per worker, WCF's MaxConcurrentInstances "
+        "(default: DS_WORKER_MAX_CONCURRENT_INSTANCES, else calls plus sessions).",
+        show_default=False,
+    ),
+]
+
+
+def throttle_overrides(
+    calls: int | None, sessions: int | None, instances: int | None
+) -> dict[str, int]:
+    """The throttle flags given, as ``Settings`` fields."""
+    given = {
+        "worker_max_concurrent_calls": calls,
+        "worker_max_concurrent_sessions": sessions,
+        "worker_max_concurrent_instances": instances,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def load_settings(
+    database_url: str | None = None, overrides: Mapping[str, object] | None = None
+) -> Settings:
     """Settings from the environment, with command-line overrides."""
-    overrides = {"database_url": database_url} if database_url else {}
-    return Settings(**overrides)  # type: ignore[arg-type]
+    given = dict(overrides or {})
+    if database_url:
+        given["database_url"] = database_url
+    return Settings(**given)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -86,16 +135,22 @@ def worker(
         Binding | None,
         typer.Option(
             "--binding",
-            help="The endpoint's binding (default: datagram for a NOT_ALLOWED contract, else "
-            "queued-session).",
+            help="The endpoint's binding (default: datagram for a NOT_ALLOWED contract or a "
+            "Concurrency.MULTIPLE service, else queued-session).",
             show_default=False,
         ),
     ] = None,
+    max_concurrent_calls: MaxConcurrentCalls = None,
+    max_concurrent_sessions: MaxConcurrentSessions = None,
+    max_concurrent_instances: MaxConcurrentInstances = None,
 ) -> None:
     """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
     from workers.main import run
 
-    run(load_settings(), service or [], endpoint, binding)
+    throttles = throttle_overrides(
+        max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
+    )
+    run(load_settings(overrides=throttles), service or [], endpoint, binding)
 
 
 @app.command()
@@ -117,14 +172,20 @@ def up(
         list[str] | None,
         typer.Option("--service", help="module:Service to serve (default: DS_SERVICES)."),
     ] = None,
+    max_concurrent_calls: MaxConcurrentCalls = None,
+    max_concurrent_sessions: MaxConcurrentSessions = None,
+    max_concurrent_instances: MaxConcurrentInstances = None,
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
     from durable_sessions.hosting.logs import setup_logging
 
-    settings = load_settings()
+    throttles = throttle_overrides(
+        max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
+    )
+    settings = load_settings(overrides=throttles)
     setup_logging("up", settings.log_level)
-    asyncio.run(run_up(settings, port or settings.api_port, workers, service or []))
+    asyncio.run(run_up(settings, port or settings.api_port, workers, service or [], throttles))
 
 
 @app.command()

@@ -7,13 +7,17 @@ import contextlib
 import logging
 import shutil
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from durable_sessions.cli.supervisor import Supervisor
+from durable_sessions.errors import SingletonInUse
 from durable_sessions.hosting.apikeys import ensure_api_key
+from durable_sessions.hosting.composition import served_endpoints
 from durable_sessions.hosting.metrics import MULTIPROCESS_ENV
+from durable_sessions.model.services import Instancing
 from durable_sessions.settings import Settings, redact_url
 from durable_sessions.store.sql import migrate
 
@@ -60,8 +64,34 @@ def fresh_metrics_dir() -> Path:
     return path
 
 
-async def run_up(settings: Settings, port: int, workers: int, services: list[str]) -> None:
-    """Migrate, then run the API and ``workers`` worker processes until SIGINT or SIGTERM."""
+def check_single_services(settings: Settings, workers: int, services: Sequence[str]) -> None:
+    """Refuse several workers for a SINGLE service: its one instance lives in one process."""
+    single = [
+        spec.name
+        for _, spec in served_endpoints(settings, services)
+        if spec.instancing is Instancing.SINGLE
+    ]
+    if workers > 1 and single:
+        raise SingletonInUse(
+            f"service {single[0]!r} uses Instancing.SINGLE (one instance for all calls), which "
+            f"one worker process serves, so `up --workers {workers}` would leave the others "
+            "refusing to start: run `up --workers 1`, or use Instancing.PER_SESSION or "
+            "Instancing.PER_CALL to serve it from many."
+        )
+
+
+async def run_up(
+    settings: Settings,
+    port: int,
+    workers: int,
+    services: list[str],
+    throttles: Mapping[str, int] | None = None,
+) -> None:
+    """Migrate, then run the API and ``workers`` worker processes until SIGINT or SIGTERM.
+
+    ``throttles`` are the ``Settings`` fields given as flags, passed on to every worker.
+    """
+    check_single_services(settings, workers, services)
     url = settings.database_url
     print(f"migrating {redact_url(url)} ...", flush=True)
     await migrate.upgrade(url)
@@ -70,6 +100,7 @@ async def run_up(settings: Settings, port: int, workers: int, services: list[str
     env = {"DS_API_KEYS": key, MULTIPROCESS_ENV: str(metrics_dir)}
     if services:
         env["DS_SERVICES"] = ",".join(services)
+    env.update({f"DS_{name.upper()}": str(value) for name, value in (throttles or {}).items()})
     supervisor = Supervisor(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,6 +5,8 @@
   :func:`~durable_sessions.engine.outbox.publish_after_commit`.
 - :mod:`~durable_sessions.engine.applying`: apply a batch of deliveries, in order, exactly once;
   :mod:`~durable_sessions.engine.attempts` runs one message's retries.
+- :mod:`~durable_sessions.engine.instancing`: the worker's instances and WCF's throttles;
+  :mod:`~durable_sessions.engine.singleton` the lease of a SINGLE service.
 - :mod:`~durable_sessions.engine.dispatcher`: consume, apply, commit, then settle.
 - :mod:`~durable_sessions.engine.sweeper`: expiry, scheduled retries, stalled sessions.
 - :mod:`~durable_sessions.engine.control`: close, terminate, resume, expire, replay.

@@ -9,11 +9,13 @@ results, dead letters, outgoing messages and watermarks — all in the caller's
 :class:`~durable_sessions.engine.outbox.OutboxTransaction`. The caller commits, and only then
 settles the deliveries.
 
-Session chains run concurrently (a session's own messages one at a time), bounded by
-``max_concurrent_calls``; datagrams run concurrently only under ``Concurrency.MULTIPLE``. Under
-``receive_error_handling`` ``fault`` a datagram that exhausts its retries faults the endpoint's
-datagram listener, kept as ``failed``; the datagrams after it, and every datagram while the
-listener is faulted, are held back unsettled (:attr:`Settlement.HOLD`).
+Session chains run concurrently (a session's own messages one at a time), and so do datagrams;
+the worker's :class:`~durable_sessions.engine.instancing.InstanceContexts` gives each call its
+instance, serialises the calls on a ``Concurrency.SINGLE`` singleton and holds the throttles.
+Under ``receive_error_handling`` ``fault`` a datagram that exhausts its retries faults the
+endpoint's datagram listener, kept as ``failed``; every datagram of a batch that finds the
+listener faulted, and any other that exhausts its retries meanwhile, is held back unsettled
+(:attr:`Settlement.HOLD`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 from durable_sessions.broker.base import Delivery
 from durable_sessions.engine.attempts import Attempt, Verdict, run_cycle
 from durable_sessions.engine.batches import BatchOutcome, Received, Settlement
+from durable_sessions.engine.instancing import InstanceContexts
 from durable_sessions.engine.outbox import Claim, OutboxTransaction, outbox_entry
 from durable_sessions.model.endpoints import Endpoint, ReceiveErrorHandling
 from durable_sessions.model.lifecycle import SessionEvent, SessionState
@@ -43,7 +46,7 @@ from durable_sessions.model.records import (
     dead_letter_of,
     new_id,
 )
-from durable_sessions.model.services import Concurrency, Instancing, ServiceSpec
+from durable_sessions.model.services import Instancing, ServiceSpec
 from durable_sessions.model.topology import POISON_KEY
 from durable_sessions.model.wire import WireMessage
 from durable_sessions.store.base import SessionLock, UnitOfWork
@@ -91,17 +94,14 @@ class Applier:
         endpoint: Endpoint,
         service: ServiceSpec,
         *,
-        max_concurrent_calls: int = 32,
+        contexts: InstanceContexts | None = None,
         max_redeliveries: int = 10,
     ) -> None:
         self.endpoint = endpoint
         self.service = service
-        self._calls = asyncio.Semaphore(max_concurrent_calls)
+        self.contexts = contexts or InstanceContexts()
         self._max_redeliveries = max_redeliveries
         self._faults = endpoint.poison.receive_error_handling is ReceiveErrorHandling.FAULT
-        self._singleton: Any = (
-            service.new_instance() if service.instancing is Instancing.SINGLE else None
-        )
 
     async def apply(
         self, tx: OutboxTransaction, batch: Sequence[Received], now: datetime
@@ -221,13 +221,10 @@ class Applier:
                 outcome.duplicates += 1
             else:
                 unique[item.wire.message_id] = item
-        runs: list[Awaitable[None]] = [
+        return [
             self._datagram(item, rows.get(item.wire.message_id), outcome, writes, now)
             for item in unique.values()
         ]
-        if self.service.concurrency is Concurrency.MULTIPLE:
-            return runs
-        return [_in_sequence(runs)] if runs else []
 
     async def _datagram(
         self,
@@ -253,7 +250,7 @@ class Applier:
             return
         if message.next_attempt_at is not None and message.next_attempt_at > now:
             return
-        attempt = await self.attempt(message, item.delivery, now, self._instance_factory(None))
+        attempt = await self.attempt(message, item.delivery, now)
         verdict, message = attempt.verdict, attempt.message
         if verdict in (Verdict.APPLIED, Verdict.ENDED):
             outcome.applied += 1
@@ -272,21 +269,19 @@ class Applier:
                 outcome.listener_faulted = True
         writes.put(message, new=new)
 
-    def _instance_factory(self, state: Any) -> Callable[[], Any]:
-        if self.service.instancing is Instancing.SINGLE:
-            return lambda: self._singleton
-        if self.service.instancing is Instancing.PER_CALL:
-            return self.service.new_instance
-        return lambda: self.service.restore(state)
-
     async def attempt(
         self,
         message: MessageRecord,
         delivery: Delivery | None,
         now: datetime,
-        fresh_instance: Callable[[], Any],
+        session_state: Mapping[str, Any] | None = None,
+        *,
+        in_session: bool = False,
     ) -> Attempt:
-        """Run one attempt cycle of ``message``; invalid calls are rejected without a call."""
+        """Run one attempt cycle of ``message``; invalid calls are rejected without a call.
+
+        In a session, a PER_SESSION instance is restored from ``session_state``.
+        """
         op = self.endpoint.contract.operations.get(message.operation)
         if op is None:
             return Attempt(
@@ -299,7 +294,9 @@ class Applier:
             return Attempt(
                 Verdict.REJECTED, dataclasses.replace(message, error=f"invalid arguments: {e}")
             )
-        async with self._calls:
+        async with self.contexts.call(
+            self.service, session_state, in_session=in_session
+        ) as fresh_instance:
             return await run_cycle(
                 self.service,
                 op,
@@ -363,11 +360,6 @@ class Applier:
         await tx.publish(writes.outbox)
 
 
-async def _in_sequence(runs: list[Awaitable[None]]) -> None:
-    for run in runs:
-        await run
-
-
 def _from_wire(wire: WireMessage, now: datetime) -> MessageRecord:
     return MessageRecord(
         message_id=wire.message_id,
@@ -407,7 +399,8 @@ class _SessionChain:
         for row in self.parked:
             self.ready.setdefault(row.seq or 0, (row, False, None))
         if self.session.state.applies_messages:
-            await self._drain()
+            async with self.applier.contexts.session(self.applier.service):
+                await self._drain()
         self._settle_leftovers()
         if self.session.state is SessionState.CLOSING:
             self.session = self.session.drained(self.now)
@@ -471,10 +464,7 @@ class _SessionChain:
             self._advance(message.seq)
             return True
         attempt = await applier.attempt(
-            message,
-            item.delivery if item else None,
-            now,
-            applier._instance_factory(self.instance_state),
+            message, item.delivery if item else None, now, self.instance_state, in_session=True
         )
         verdict, message = attempt.verdict, attempt.message
         if verdict in (Verdict.APPLIED, Verdict.ENDED):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,9 @@ from typing import Any
 from durable_sessions.broker.base import Broker, Consumer
 from durable_sessions.engine.applying import Applier
 from durable_sessions.engine.batches import BatchOutcome, Received, Settlement
+from durable_sessions.engine.instancing import InstanceContexts, Throttles
 from durable_sessions.engine.outbox import OutboxRelay, publish_after_commit
+from durable_sessions.engine.singleton import SingletonLease
 from durable_sessions.errors import ConcurrencyConflict, StoreError
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.records import utcnow
@@ -35,37 +36,7 @@ from durable_sessions.store.base import Store
 
 log = logging.getLogger(__name__)
 
-_CPUS = os.cpu_count() or 1
 MAX_BACKOFF_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Throttles:
-    """Limits of one worker; the call and session defaults follow WCF's service throttles."""
-
-    max_batch_size: int = 256
-    """Most deliveries applied in one transaction."""
-    max_batch_delay_s: float = 0.001
-    """Longest wait for more deliveries once one arrived at an idle worker."""
-    prefetch: int = 512
-    """Most unsettled deliveries per queue: the broker's cap."""
-    max_concurrent_calls: int = 16 * _CPUS
-    """Most handler calls running at once."""
-    max_concurrent_sessions: int = 100 * _CPUS
-    """Most sessions in one transaction; a batch with more is applied in parts."""
-
-    def __post_init__(self) -> None:
-        for name in (
-            "max_batch_size",
-            "prefetch",
-            "max_concurrent_calls",
-            "max_concurrent_sessions",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"Throttle limit must be greater than zero ({name}). To disable, set it "
-                    "to a large value."
-                )
 
 
 @dataclass(slots=True)
@@ -91,7 +62,11 @@ class DispatchStats:
 
 
 class Dispatcher:
-    """Serves one endpoint with one service; see the module docstring."""
+    """Serves one endpoint with one service; see the module docstring.
+
+    ``contexts`` are the worker's instances and throttles, shared by its dispatchers; a SINGLE
+    service's ``lease`` is renewed in every batch's transaction, which fails if it was lost.
+    """
 
     def __init__(
         self,
@@ -102,6 +77,8 @@ class Dispatcher:
         relay: OutboxRelay | None = None,
         *,
         throttles: Throttles | None = None,
+        contexts: InstanceContexts | None = None,
+        lease: SingletonLease | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_batch: Callable[[BatchOutcome], None] | None = None,
         listener_poll_s: float = 1.0,
@@ -114,8 +91,9 @@ class Dispatcher:
         self.clock = clock
         self.stats = DispatchStats()
         self._on_batch = on_batch
+        self._lease = lease
         self.applier = Applier(
-            endpoint, service, max_concurrent_calls=self.throttles.max_concurrent_calls
+            endpoint, service, contexts=contexts or InstanceContexts(self.throttles)
         )
         self.listener_poll_s = listener_poll_s
         self._consumers: set[Consumer] = set()
@@ -217,7 +195,7 @@ class Dispatcher:
             await consumer.close()
 
     def _split(self, batch: list[Received]) -> list[list[Received]]:
-        limit = self.throttles.max_concurrent_sessions
+        limit = self.throttles.sessions_per_batch
         if len(batch) <= limit:
             return [batch]
         parts: list[list[Received]] = [[]]
@@ -238,6 +216,8 @@ class Dispatcher:
             now = self.clock()
             try:
                 async with publish_after_commit(self.store, self.relay, now) as tx:
+                    if self._lease is not None:
+                        await self._lease.hold(tx.uow, now)
                     outcome = await self.applier.apply(tx, batch, now)
                 break
             except ConcurrencyConflict:

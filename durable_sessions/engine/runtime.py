@@ -18,12 +18,14 @@ from types import TracebackType
 from durable_sessions.broker.base import Broker
 from durable_sessions.engine.batches import BatchOutcome
 from durable_sessions.engine.client import Client
-from durable_sessions.engine.dispatcher import Dispatcher, Throttles
+from durable_sessions.engine.dispatcher import Dispatcher
+from durable_sessions.engine.instancing import InstanceContexts, Throttles
 from durable_sessions.engine.outbox import OutboxRelay
+from durable_sessions.engine.singleton import SingletonLease
 from durable_sessions.engine.sweeper import Sweeper, Wakeups
 from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.model.records import utcnow
-from durable_sessions.model.services import ServiceSpec
+from durable_sessions.model.services import Instancing, ServiceSpec
 from durable_sessions.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ class Runtime:
 
     ``wakeups`` is what the sweeper wakes first: the reliable-session binding's sequences. A
     faulted datagram listener is looked at again every ``sweep_interval_s``.
+    The dispatchers share one :class:`~durable_sessions.engine.instancing.InstanceContexts`
+    (the worker's instances and throttles), and a SINGLE service is served only while this
+    runtime holds its lease (:mod:`~durable_sessions.engine.singleton`): :meth:`start` raises
+    :class:`~durable_sessions.errors.SingletonInUse` if another runtime serves it.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class Runtime:
         wakeups: Wakeups | None = None,
         relay_poll_interval_s: float = 1.0,
         relay_lease_s: float = 30.0,
+        singleton_lease_s: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
         on_batch: Callable[[str, BatchOutcome], None] | None = None,
     ) -> None:
@@ -72,6 +79,14 @@ class Runtime:
             wakeups=wakeups,
             clock=clock,
         )
+        self.contexts = InstanceContexts(throttles)
+        self.leases = {
+            service.path: SingletonLease(
+                store, service, holder=self.relay.owner, lease_s=singleton_lease_s, clock=clock
+            )
+            for _, service in served
+            if service.instancing is Instancing.SINGLE
+        }
         self.dispatchers = [
             Dispatcher(
                 store,
@@ -80,6 +95,8 @@ class Runtime:
                 service,
                 self.relay,
                 throttles=throttles,
+                contexts=self.contexts,
+                lease=self.leases.get(service.path),
                 clock=clock,
                 on_batch=None if on_batch is None else partial(on_batch, endpoint.name),
                 listener_poll_s=sweep_interval_s,
@@ -88,9 +105,16 @@ class Runtime:
         ]
         self.client = Client(store, self.endpoints, self.relay, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
+        self._renewals: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Declare every endpoint's topology and start consuming."""
+        """Take the SINGLE services' leases, declare every endpoint's topology, consume."""
+        for lease in self.leases.values():
+            await lease.acquire()
+        self._renewals = [
+            asyncio.create_task(lease.run(), name=f"lease-{lease.name}")
+            for lease in self.leases.values()
+        ]
         for endpoint in self.endpoints.values():
             await self.broker.declare(endpoint.topology)
         self._tasks = [
@@ -115,18 +139,24 @@ class Runtime:
                 async with asyncio.timeout(10.0):
                     await task
         self._tasks = []
+        for lease in self.leases.values():
+            await lease.stop()
+        await asyncio.gather(*self._renewals, return_exceptions=True)
+        self._renewals = []
 
     async def abort(self) -> None:
         """Stop at once, as a crash would: cancel everything, settle and publish nothing more."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._renewals]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._tasks, *self._renewals, return_exceptions=True)
+        self._tasks, self._renewals = [], []
         await self.broker.close()
 
     async def wait(self) -> None:
         """Run until a task fails (raising its error) or all stop."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(
+            [*self._tasks, *self._renewals], return_when=asyncio.FIRST_EXCEPTION
+        )
         for task in done:
             task.result()
 

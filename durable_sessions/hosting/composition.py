@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Sequence
 
 from durable_sessions.broker.base import Broker
 from durable_sessions.broker.rabbitmq import RabbitBroker
 from durable_sessions.engine.client import Client
-from durable_sessions.engine.dispatcher import Throttles
+from durable_sessions.engine.instancing import CPUS, Throttles
 from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.errors import ConfigurationError
 from durable_sessions.model.endpoints import (
@@ -48,12 +47,14 @@ def reliable_settings(settings: Settings) -> ReliableSessionSettings:
 
 def throttles(settings: Settings) -> Throttles:
     """The worker throttles the settings describe."""
-    calls = settings.worker_max_concurrent_calls or 16 * (os.cpu_count() or 1)
     return Throttles(
         max_batch_size=settings.worker_batch_size,
         max_batch_delay_s=settings.worker_batch_delay_s,
+        sessions_per_batch=settings.worker_sessions_per_batch,
         prefetch=settings.worker_prefetch,
-        max_concurrent_calls=calls,
+        max_concurrent_calls=settings.worker_max_concurrent_calls or 16 * CPUS,
+        max_concurrent_sessions=settings.worker_max_concurrent_sessions or 100 * CPUS,
+        max_concurrent_instances=settings.worker_max_concurrent_instances or None,
     )
 
 

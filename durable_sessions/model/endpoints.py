@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from durable_sessions.errors import BindingMismatch, ConfigurationError, UnknownContract
 from durable_sessions.model.contracts import ContractSpec, SessionMode
-from durable_sessions.model.services import Instancing, ServiceSpec
+from durable_sessions.model.services import Concurrency, Instancing, ServiceSpec
 from durable_sessions.model.topology import DEFAULT_SESSION_QUEUES, EndpointTopology
 
 
@@ -122,13 +122,15 @@ class Endpoint:
     ) -> Endpoint:
         """The endpoint of ``service``, checked for binding compatibility.
 
-        The binding defaults to ``datagram`` for contracts that do not allow sessions and to
-        ``queued-session`` for the others (which takes datagrams too if sessions are ALLOWED).
+        The binding defaults to ``datagram`` for contracts that do not allow sessions and for
+        ``Concurrency.MULTIPLE`` services, and to ``queued-session`` for the others (which takes
+        datagrams too if sessions are ALLOWED).
         """
         contract = service.contract
         chosen = binding or (
             Binding.DATAGRAM
             if contract.session_mode is SessionMode.NOT_ALLOWED
+            or service.concurrency is Concurrency.MULTIPLE
             else Binding.QUEUED_SESSION
         )
         check_binding(service, chosen)
@@ -157,6 +159,12 @@ def check_binding(service: ServiceSpec, binding: Binding) -> None:
             f"Contract does not allow Session, but Binding '{binding}' does not support "
             f"Datagram or is not configured properly to support it. Serve contract "
             f"{contract.name!r} on the '{Binding.DATAGRAM}' binding."
+        )
+    if binding.sessionful and service.concurrency is Concurrency.MULTIPLE:
+        raise BindingMismatch(
+            f"service {service.name!r} uses Concurrency.MULTIPLE, but the '{binding}' binding "
+            "carries sessions, whose messages apply one at a time in order. Use "
+            f"Concurrency.SINGLE, or serve it on the '{Binding.DATAGRAM}' binding."
         )
     if not binding.sessionful and service.instancing is Instancing.PER_SESSION:
         raise BindingMismatch(

@@ -363,3 +363,12 @@ class SequenceRecord:
     wake_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A named lease: which process holds it, and until when unless it renews it."""
+
+    name: str
+    holder: str
+    expires_at: datetime

@@ -183,14 +183,20 @@ def _check_modes(spec: ServiceSpec) -> None:
                 f"{where} must be constructible without arguments, but needs "
                 f"{', '.join(map(repr, required_params))}"
             )
-    if (
-        spec.concurrency is Concurrency.MULTIPLE
-        and spec.contract.session_mode is SessionMode.REQUIRED
-    ):
+    if spec.concurrency is not Concurrency.MULTIPLE:
+        return
+    if spec.contract.session_mode is SessionMode.REQUIRED:
         raise ServiceError(
             f"{where} uses Concurrency.MULTIPLE, but contract {spec.contract.name!r} requires "
             "sessions, whose messages apply one at a time in order. Use Concurrency.SINGLE, or "
             "serve a contract that allows datagrams on the datagram binding."
+        )
+    if spec.instancing is Instancing.PER_SESSION:
+        raise ServiceError(
+            f"{where} uses Concurrency.MULTIPLE with Instancing.PER_SESSION, but a session's "
+            "instance state is restored before each message and saved after it, one message "
+            "at a time in order (as WCF's durable services refuse ConcurrencyMode.Multiple). "
+            "Use Concurrency.SINGLE, or Instancing.PER_CALL or Instancing.SINGLE."
         )
 
 

@@ -19,6 +19,8 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
   written only under this transaction's send lock (otherwise
   :class:`~durable_sessions.errors.StoreError`) and leaves the version as it is.
   ``sequences.update`` succeeds only if the stored version equals the record's version.
+- ``leases.take`` gives a lease to the taker only if it is free, the taker's, or run out; the
+  lease returned is the one that then stands.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
 """
@@ -36,6 +38,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    LeaseRecord,
     ListenerFault,
     MessageRecord,
     MessageStatus,
@@ -301,6 +304,19 @@ class SequenceRepository(ABC):
         """
 
 
+class LeaseRepository(ABC):
+    """Named leases, each held by one process at a time until it expires."""
+
+    @abstractmethod
+    async def take(self, name: str, holder: str, now: datetime, until: datetime) -> LeaseRecord:
+        """Take or renew lease ``name`` for ``holder`` until ``until``, unless another holder's
+        lease is still running at ``now``; return the lease as it then stands (row locked)."""
+
+    @abstractmethod
+    async def release(self, name: str, holder: str) -> None:
+        """End lease ``name`` if ``holder`` holds it."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -310,6 +326,7 @@ class UnitOfWork(ABC):
     dead_letters: DeadLetterRepository
     listener_faults: ListenerFaultRepository
     sequences: SequenceRepository
+    leases: LeaseRepository
 
 
 class Store(ABC):
@@ -344,6 +361,7 @@ __all__ = [
     "DeadLetterQuery",
     "DeadLetterRepository",
     "ListenerFaultRepository",
+    "LeaseRepository",
     "MessageRepository",
     "OutboxRepository",
     "OutboxStats",

@@ -20,6 +20,7 @@ from durable_sessions.model.records import (
     SESSION_SEND_FIELDS,
     SESSION_STATE_FIELDS,
     DeadLetterRecord,
+    LeaseRecord,
     ListenerFault,
     MessageRecord,
     MessageStatus,
@@ -31,6 +32,7 @@ from durable_sessions.model.records import (
 from durable_sessions.store.base import (
     DeadLetterQuery,
     DeadLetterRepository,
+    LeaseRepository,
     ListenerFaultRepository,
     MessageRepository,
     OutboxRepository,
@@ -56,6 +58,7 @@ class _Tables:
     dead_letters: dict[str, DeadLetterRecord] = dataclasses.field(default_factory=dict)
     listener_faults: dict[str, ListenerFault] = dataclasses.field(default_factory=dict)
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
+    leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -466,6 +469,24 @@ class _Sequences(SequenceRepository):
         return ordered[: check_limit(limit)]
 
 
+class _Leases(LeaseRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def take(self, name: str, holder: str, now: datetime, until: datetime) -> LeaseRecord:
+        table: dict[str, LeaseRecord] = self._w.table("leases")
+        lease = table.get(name)
+        if lease is None or lease.holder == holder or lease.expires_at <= now:
+            lease = table[name] = LeaseRecord(name, holder, until)
+        return lease
+
+    async def release(self, name: str, holder: str) -> None:
+        table = self._w.table("leases")
+        lease = table.get(name)
+        if lease is not None and lease.holder == holder:
+            del table[name]
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -475,6 +496,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.dead_letters = _DeadLetters(work)
         self.listener_faults = _ListenerFaults(work)
         self.sequences = _Sequences(work)
+        self.leases = _Leases(work)
 
 
 class MemoryStore(Store):

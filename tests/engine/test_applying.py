@@ -575,28 +575,36 @@ class Tally(Protocol):
     async def bump(self) -> int: ...
 
 
+class TallyCalls:
+    events: list[str] = []  # noqa: RUF012 (what every call did, in the order it did it)
+
+
 @service(Tally, instancing=Instancing.SINGLE)
 class TallyService:
     def __init__(self) -> None:
         self.count = 0
 
     async def bump(self) -> int:
-        self.count += 1
+        TallyCalls.events.append("enter")
+        seen = self.count
+        await asyncio.sleep(0.01)  # mid-update: a call that overlapped would read `seen` too
+        self.count = seen + 1
+        TallyCalls.events.append("exit")
         return self.count
 
 
 async def test_single_instancing_shares_one_instance_across_sessions() -> None:
+    # InstanceContextMode.Single with ConcurrencyMode.Single: one instance, one call at a time.
+    TallyCalls.events = []
     h = Harness(service_of(TallyService))
-    first, second = await h.open(), await h.open()
-    entries = [
-        await h.send(first, "bump"),
-        await h.send(second, "bump"),
-        await h.send(first, "bump"),
-    ]
+    sessions = [await h.open() for _ in range(5)]
+    entries = [await h.send(s, "bump") for s in sessions for _ in range(2)]
     await h.apply(*map(delivery, entries))
-    results = [await result_of(h, s, seq) for s, seq in ((first, 1), (second, 1), (first, 2))]
-    assert sorted(results) == [1, 2, 3]
-    assert (await h.session(first.id)).instance_state is None
+    results = {(s.id, seq): await result_of(h, s, seq) for s in sessions for seq in (1, 2)}
+    assert sorted(results.values()) == list(range(1, 11))
+    assert TallyCalls.events == ["enter", "exit"] * 10
+    assert all(results[s.id, 1] < results[s.id, 2] for s in sessions)
+    assert (await h.session(sessions[0].id)).instance_state is None
 
 
 @pytest.mark.postgres

@@ -10,7 +10,8 @@ import pytest
 from durable_sessions.broker.base import Delivery
 from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.engine.batches import BatchOutcome, Received
-from durable_sessions.engine.dispatcher import Dispatcher, Throttles
+from durable_sessions.engine.dispatcher import Dispatcher
+from durable_sessions.engine.instancing import Throttles
 from durable_sessions.engine.outbox import publish_after_commit
 from durable_sessions.engine.sending import SendRequest, open_session, send_many
 from durable_sessions.examples.calculator import CalculatorService
@@ -55,7 +56,7 @@ def test_a_batch_with_too_many_sessions_is_applied_in_parts() -> None:
         MemoryNode().connect(),
         Endpoint.for_service(spec),
         spec,
-        throttles=Throttles(max_concurrent_sessions=2),
+        throttles=Throttles(sessions_per_batch=2),
     )
     batch = [
         delivery(s, n) for s, n in [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("d", 1), ("c", 2)]
@@ -106,7 +107,7 @@ async def test_each_delivery_is_decoded_once_even_when_its_batch_is_split(
         broker,
         endpoint,
         spec,
-        throttles=Throttles(max_concurrent_sessions=2),
+        throttles=Throttles(sessions_per_batch=2),
         on_batch=on_batch,
     )
     running = asyncio.create_task(dispatcher.run())
@@ -120,7 +121,17 @@ async def test_each_delivery_is_decoded_once_even_when_its_batch_is_split(
     assert len(decoded) == len(requests)
 
 
-@pytest.mark.parametrize("field", ["max_batch_size", "prefetch", "max_concurrent_calls"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "max_batch_size",
+        "sessions_per_batch",
+        "prefetch",
+        "max_concurrent_calls",
+        "max_concurrent_sessions",
+        "max_concurrent_instances",
+    ],
+)
 def test_throttle_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ValueError, match="Throttle limit must be greater than zero"):
         Throttles(**{field: 0})  # type: ignore[arg-type]

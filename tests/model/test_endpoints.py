@@ -12,7 +12,9 @@ from tests.modes import (
     MISMATCHES,
     AlertsService,
     LedgerService,
+    ParallelTallyService,
     PerCallTallyService,
+    SingleTallyService,
     TallyService,
 )
 
@@ -35,6 +37,9 @@ def test_each_binding_mismatch_is_refused_in_wcf_words(
         (TallyService, Binding.QUEUED_SESSION),
         (TallyService, Binding.RELIABLE_SESSION),
         (PerCallTallyService, Binding.DATAGRAM),
+        (ParallelTallyService, Binding.DATAGRAM),
+        (SingleTallyService, Binding.QUEUED_SESSION),
+        (SingleTallyService, Binding.DATAGRAM),
     ],
 )
 def test_every_other_pairing_is_accepted(service: type, binding: Binding) -> None:
@@ -49,6 +54,7 @@ def test_every_other_pairing_is_accepted(service: type, binding: Binding) -> Non
         (TallyService, None, True, True),
         (TallyService, Binding.RELIABLE_SESSION, True, True),
         (PerCallTallyService, Binding.DATAGRAM, False, True),
+        (ParallelTallyService, None, False, True),
     ],
 )
 def test_an_allowed_contract_on_a_sessionful_binding_takes_sessions_and_datagrams(

@@ -192,11 +192,17 @@ def test_per_call_services_need_a_no_argument_constructor() -> None:
 
 
 def test_multiple_concurrency_is_for_datagrams_only() -> None:
-    with pytest.raises(ServiceError, match=r"Concurrency.MULTIPLE.*requires sessions"):
+    with pytest.raises(ServiceError) as required:
 
         @service(Calculator, concurrency=Concurrency.MULTIPLE)
         class Fast(CalculatorService):
             pass
+
+    assert str(required.value) == (
+        "service 'Fast' uses Concurrency.MULTIPLE, but contract 'Calculator' requires "
+        "sessions, whose messages apply one at a time in order. Use Concurrency.SINGLE, or "
+        "serve a contract that allows datagrams on the datagram binding."
+    )
 
     @service(Notify, concurrency=Concurrency.MULTIPLE)
     class Parallel:
@@ -204,6 +210,29 @@ def test_multiple_concurrency_is_for_datagrams_only() -> None:
             return None
 
     assert service_of(Parallel).concurrency is Concurrency.MULTIPLE
+
+
+def test_multiple_concurrency_cannot_share_a_per_session_instance() -> None:
+    # WCF's durable services refuse ConcurrencyMode.Multiple: the saved state is per message.
+    with pytest.raises(ServiceError) as refused:
+
+        @service(Counter, concurrency=Concurrency.MULTIPLE)
+        class Parallel(BaseModel):
+            count: int = 0
+
+            async def add(self, n: int) -> None:
+                self.count += n
+
+            async def total(self) -> int:
+                return self.count
+
+    assert str(refused.value) == (
+        "service 'Parallel' uses Concurrency.MULTIPLE with Instancing.PER_SESSION, but a "
+        "session's instance state is restored before each message and saved after it, one "
+        "message at a time in order (as WCF's durable services refuse "
+        "ConcurrencyMode.Multiple). Use Concurrency.SINGLE, or Instancing.PER_CALL or "
+        "Instancing.SINGLE."
+    )
 
 
 def test_service_of_and_load_service() -> None:

@@ -13,6 +13,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    LeaseRecord,
     ListenerFault,
     MessageRecord,
     MessageStatus,
@@ -845,3 +846,30 @@ async def test_batch_outbox_and_dead_letter_inserts(store: Store) -> None:
         await uow.dead_letters.add_many(letters)
     async with store.snapshot() as uow:
         assert await uow.dead_letters.get(letters[1].id) == letters[1]
+
+
+async def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
+    later, much_later = T0 + timedelta(seconds=30), T0 + timedelta(seconds=60)
+    async with store.transaction() as uow:
+        assert await uow.leases.take("single:a", "w1", T0, later) == LeaseRecord(
+            "single:a", "w1", later
+        )
+        # Another holder gets the lease as it stands, while it runs.
+        assert (await uow.leases.take("single:a", "w2", T0, much_later)).holder == "w1"
+        await uow.leases.release("single:a", "w2")  # not w2's to end
+    async with store.transaction() as uow:
+        renewed = await uow.leases.take("single:a", "w1", later, much_later)
+        assert renewed == LeaseRecord("single:a", "w1", much_later)
+        assert (await uow.leases.take("single:b", "w2", T0, later)).holder == "w2"
+    async with store.transaction() as uow:  # run out: the next taker gets it
+        taken = await uow.leases.take("single:a", "w2", much_later, much_later + timedelta(1))
+        assert taken.holder == "w2"
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as uow:
+            await uow.leases.release("single:a", "w2")
+            raise RuntimeError("rolled back")
+    async with store.transaction() as uow:
+        assert (await uow.leases.take("single:a", "w3", much_later, much_later)).holder == "w2"
+        await uow.leases.release("single:a", "w2")
+    async with store.transaction() as uow:
+        assert (await uow.leases.take("single:a", "w3", much_later, much_later)).holder == "w3"

@@ -1,8 +1,9 @@
 """The SQL adapter of the store port: schema, migrations and ``SqlStore`` on SQLite and PostgreSQL.
 
 - :mod:`~durable_sessions.store.sql.store`: ``SqlStore`` and the outbox, message and dead-letter
-  repositories; :mod:`~durable_sessions.store.sql.sessions` and
-  :mod:`~durable_sessions.store.sql.sequences` the session and sequence repositories;
+  repositories; :mod:`~durable_sessions.store.sql.sessions`,
+  :mod:`~durable_sessions.store.sql.sequences` and :mod:`~durable_sessions.store.sql.leases`
+  the session, sequence and lease repositories;
   :mod:`~durable_sessions.store.sql.work` the statements one transaction runs.
 - :mod:`~durable_sessions.store.sql.schema`: the tables; :mod:`~durable_sessions.store.sql.migrate`
   runs the Alembic migrations of ``migrations/``.

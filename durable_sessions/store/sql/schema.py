@@ -1,5 +1,5 @@
 """The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
-messages, outbox, dead letters and WS-RM sequences.
+messages, outbox, dead letters, WS-RM sequences and leases.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -251,6 +251,16 @@ class SequenceRow(Base):
     )
 
 
+class LeaseRow(Base):
+    """A named lease, such as the one a worker serving a SINGLE service holds."""
+
+    __tablename__ = "ds_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    expires_at: Mapped[datetime]
+
+
 sessions = cast(sa.Table, SessionRow.__table__)
 session_sends = cast(sa.Table, SessionSendsRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
@@ -259,3 +269,4 @@ outbox = cast(sa.Table, OutboxRow.__table__)
 dead_letters = cast(sa.Table, DeadLetterRow.__table__)
 listener_faults = cast(sa.Table, ListenerFaultRow.__table__)
 sequences = cast(sa.Table, SequenceRow.__table__)
+leases = cast(sa.Table, LeaseRow.__table__)

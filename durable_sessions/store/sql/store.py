@@ -38,6 +38,7 @@ from durable_sessions.store.base import (
 )
 from durable_sessions.store.sql import schema
 from durable_sessions.store.sql.engine import WRITE_OPTION, create_engine, translated_errors
+from durable_sessions.store.sql.leases import SqlLeases
 from durable_sessions.store.sql.listeners import SqlListenerFaults
 from durable_sessions.store.sql.sequences import SqlSequences
 from durable_sessions.store.sql.sessions import SqlSessions
@@ -332,6 +333,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self.dead_letters = _DeadLetters(work)
         self.listener_faults = SqlListenerFaults(work)
         self.sequences = SqlSequences(work)
+        self.leases = SqlLeases(work)
 
 
 class SqlStore(Store):
