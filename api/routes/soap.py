@@ -19,8 +19,8 @@ from durable_sessions.errors import (
 from durable_sessions.hosting.composition import reliable_settings
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.refusals import refusal
 from durable_sessions.wsrm.errors import EnvelopeRejected
-from durable_sessions.wsrm.faults import fault_envelope
 from durable_sessions.wsrm.messages import (
     AddressingFaultCode,
     Envelope,
@@ -102,10 +102,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
     try:
         reply = await host.handle(inbound.envelope, version)
     except (MessageRejected, SessionError, ConfigurationError) as error:
-        fault = Fault(FaultCode.SENDER, str(error))
-        return _answer(
-            fault_envelope(fault, version, relates_to=inbound.envelope.message_id), version
-        )
+        return _answer(refusal(error, inbound.envelope, version), version)
     if reply is None:
         return Response(status_code=202)
     return _answer(reply, version)

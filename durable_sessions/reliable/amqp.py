@@ -40,14 +40,13 @@ from durable_sessions.model.records import OutboxRecord, utcnow
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
 from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.refusals import refusal
 from durable_sessions.store.base import Store
-from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     WSA_ANONYMOUS,
     Envelope,
     Fault,
-    FaultCode,
     RMVersion,
     reply_address,
 )
@@ -172,8 +171,7 @@ class AmqpReliableDestination:
         try:
             answer = await self.host.handle(request, version)
         except (MessageRejected, SessionError, ConfigurationError) as error:
-            fault = Fault(FaultCode.SENDER, str(error))
-            answer = faults.fault_envelope(fault, version, relates_to=request.message_id)
+            answer = refusal(error, request, version)
         except StoreError as error:
             log.warning("dropped a WS-RM envelope for its source to resend: %s", error)
             return True

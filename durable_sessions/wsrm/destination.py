@@ -8,7 +8,8 @@ message after a gap is held until the gap fills; messages beyond the transfer wi
 ``max_transfer_window_size`` past the last contiguous one) are silently dropped for the source to
 resend; acknowledgements are batched for ``acknowledgement_interval`` unless asked for, carry
 ``netrm:BufferRemaining`` under flow control and ``Final`` once closed (1.1); silence for
-``inactivity_timeout`` terminates the sequence with a SequenceTerminated fault; more than
+``inactivity_timeout`` terminates the sequence with a SequenceTerminated fault; a message to a
+terminated sequence gets an UnknownSequence fault; more than
 ``max_pending_channels`` sequences awaiting the application refuse CreateSequence.
 """
 
@@ -191,6 +192,9 @@ class ReliableDestination:
             identifier = envelope.ack_requested[0].identifier
         if identifier is None:
             return []
+        return self._unknown(identifier, envelope)
+
+    def _unknown(self, identifier: str, envelope: Envelope) -> list[Action]:
         fault = faults.unknown_sequence(identifier)
         to = reply_address(envelope, fault=True)
         return [
@@ -205,10 +209,15 @@ class ReliableDestination:
         if not self._concerns(state, envelope):
             return state, []
         if state.status is DestinationStatus.TERMINATED:
-            # Answer a repeated Close/Terminate whose response was lost; ignore stragglers.
-            if self._has_responses and isinstance(body, CloseSequence | TerminateSequence):
+            # Answer a repeated Close/Terminate whose response was lost; anything else is about
+            # a sequence that no longer exists, as WCF answers it: UnknownSequence.
+            if isinstance(body, CloseSequence | TerminateSequence):
+                if not self._has_responses:
+                    return state, []
                 return state, [Send(self._closing_response(state, envelope))]
-            return state, []
+            if isinstance(body, Fault):
+                return state, []
+            return state, self._unknown(state.identifier, envelope)
         if state.status is DestinationStatus.FAULTED:
             if isinstance(body, Fault) or state.fault is None:
                 return state, []
