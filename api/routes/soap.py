@@ -98,6 +98,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
         address=str(request.url),
         settings=reliable_settings(plane.settings),
         relay=plane.relay,
+        pending=plane.pending_channels[endpoint],
     )
     try:
         reply = await host.handle(inbound.envelope, version)

@@ -2,8 +2,10 @@
 
 A sequence maps onto one session of the endpoint's contract:
 
-- CreateSequence opens the session (refused with CreateSequenceRefused/ConnectionLimitReached
-  while ``max_pending_channels`` sequences wait for their first message). An offered sequence
+- CreateSequence opens the session, which accepts the sequence (refused with
+  CreateSequenceRefused/ConnectionLimitReached while ``max_pending_channels`` sequences of the
+  endpoint are being opened in this process, see :mod:`~durable_sessions.reliable.pending`;
+  idle sequences are accepted and hold no place). An offered sequence
   (Offer) becomes the source sequence that carries the replies of two-way operations.
 - Each application message is an operation call (:mod:`~durable_sessions.reliable.calls`). The
   engine delivers it exactly once, in message-number order, and it goes through the send path
@@ -44,6 +46,7 @@ from durable_sessions.model.records import (
     utcnow,
 )
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, reply_action
+from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
 from durable_sessions.store.base import Store, UnitOfWork
 from durable_sessions.wsrm import faults, snapshot
@@ -95,7 +98,11 @@ class _Received:
 
 
 class ReliableSessionHost:
-    """Serves WS-RM envelopes for ``endpoint``; ``address`` is where peers send them."""
+    """Serves WS-RM envelopes for ``endpoint``; ``address`` is where peers send them.
+
+    ``pending`` counts the endpoint's sequences not yet accepted in this process; hosts made
+    per request (as over HTTP) share the endpoint's one.
+    """
 
     def __init__(
         self,
@@ -106,6 +113,7 @@ class ReliableSessionHost:
         address: str,
         settings: ReliableSessionSettings | None = None,
         relay: OutboxRelay | None = None,
+        pending: PendingChannels | None = None,
         reply_wait_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -115,6 +123,7 @@ class ReliableSessionHost:
         self.address = address
         # Sessions apply messages in seq order, so delivery into them is always ordered.
         self.settings = dataclasses.replace(settings or ReliableSessionSettings(), ordered=True)
+        self.pending = pending or PendingChannels(self.settings.max_pending_channels)
         self.relay = relay
         self.reply_wait_s = reply_wait_s
         self.clock = clock
@@ -174,48 +183,63 @@ class ReliableSessionHost:
     ) -> Envelope | None:
         engine = self.destination(version)
         now = self.clock()
-        async with self.store.transaction() as uow:
-            if request.message_id is not None:
-                earlier = await uow.sequences.created_by(self.endpoint.name, request.message_id)
-                if earlier is not None:
-                    known = snapshot.load_destination(earlier.state)
-                    return engine.create_response(known, request, self.address)
-            offer = body.offer
-            if offer is not None and await uow.sequences.get(offer.identifier) is not None:
-                fault = faults.create_sequence_refused(OFFER_IN_USE)
-                to = reply_address(request, fault=True)
-                return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
-            identifier = uuid.uuid4().urn
-            pending = await uow.sequences.count_pending(self.endpoint.name)
-            state, actions = engine.create(
-                request,
-                identifier=identifier,
-                pending=pending,
-                address=self.address,
-                now=seconds(now),
+        # Pending until the transaction that opens its session ends: then it is accepted.
+        with self.pending.waiting() as pending:
+            if pending >= self.pending.limit:  # refused at once, without waiting for the store
+                return _answer(engine.refuse_busy(request, self.address))
+            async with self.store.transaction() as uow:
+                return await self._open(uow, engine, request, body, version, pending, now)
+
+    async def _open(
+        self,
+        uow: UnitOfWork,
+        engine: ReliableDestination,
+        request: Envelope,
+        body: CreateSequence,
+        version: RMVersion,
+        pending: int,
+        now: datetime,
+    ) -> Envelope | None:
+        if request.message_id is not None:
+            earlier = await uow.sequences.created_by(self.endpoint.name, request.message_id)
+            if earlier is not None:
+                known = snapshot.load_destination(earlier.state)
+                return engine.create_response(known, request, self.address)
+        offer = body.offer
+        if offer is not None and await uow.sequences.get(offer.identifier) is not None:
+            fault = faults.create_sequence_refused(OFFER_IN_USE)
+            to = reply_address(request, fault=True)
+            return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
+        identifier = uuid.uuid4().urn
+        state, actions = engine.create(
+            request,
+            identifier=identifier,
+            pending=pending,
+            address=self.address,
+            now=seconds(now),
+        )
+        if state is not None:
+            session = await sending.open_session(
+                uow,
+                self.endpoint,
+                now,
+                inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
+                ttl_s=None,
+                labels={SEQUENCE_LABEL: identifier},
             )
-            if state is not None:
-                session = await sending.open_session(
-                    uow,
-                    self.endpoint,
-                    now,
-                    inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
-                    ttl_s=None,
-                    labels={SEQUENCE_LABEL: identifier},
+            await uow.sequences.add(
+                new_record(
+                    engine,
+                    state,
+                    identifier=identifier,
+                    endpoint=self.endpoint.name,
+                    now=now,
+                    session_id=session.id,
+                    create_message_id=request.message_id,
                 )
-                await uow.sequences.add(
-                    new_record(
-                        engine,
-                        state,
-                        identifier=identifier,
-                        endpoint=self.endpoint.name,
-                        now=now,
-                        session_id=session.id,
-                        create_message_id=request.message_id,
-                    )
-                )
-                if offer is not None:
-                    await self._add_offered(uow, request, offer.identifier, session.id, version)
+            )
+            if offer is not None:
+                await self._add_offered(uow, request, offer.identifier, session.id, version)
         return _answer(actions)
 
     async def _add_offered(

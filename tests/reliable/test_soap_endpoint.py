@@ -21,7 +21,6 @@ from durable_sessions.wsrm.messages import (
     CreateSequenceResponse,
     Envelope,
     Fault,
-    NetRMFaultCode,
     Payload,
     RMFaultCode,
     RMVersion,
@@ -196,20 +195,6 @@ async def test_bad_calls_are_refused_with_a_sender_fault_and_change_nothing(
     answer = await post(http, asked)
     assert answer is not None
     assert answer.acknowledgements[0].ranges == ()
-
-
-async def test_the_fifth_pending_sequence_is_refused_as_too_busy(http: httpx.AsyncClient) -> None:
-    version = RMVersion.WSRM_2005_02
-    for n in range(4):
-        await create(http, version, f"urn:uuid:busy-{n}")
-    refused = await post(http, doc.create_sequence(version, "urn:uuid:busy-4", "urn:c:4"), 500)
-    fault = fault_of(refused)
-    assert fault.subcodes == (
-        RMFaultCode.CREATE_SEQUENCE_REFUSED,
-        NetRMFaultCode.CONNECTION_LIMIT_REACHED,
-    )
-    taken = await post(http, doc.create_sequence(version, "urn:uuid:busy-0", "urn:c:5"), 400)
-    assert fault_of(taken).rm_code is RMFaultCode.CREATE_SEQUENCE_REFUSED
 
 
 HOSTILE = b"""<?xml version="1.0"?>
