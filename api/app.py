@@ -94,7 +94,7 @@ def create_app(
         if endpoints is not None
         else [e for e, _ in composition.served_endpoints(settings)]
     )
-    reliable = composition.reliable_settings(settings)
+    reliable = composition.reliable_options(settings, known)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,8 +115,10 @@ def create_app(
                         client=client,
                         metrics=metrics or Metrics(),
                         keys=keys,
+                        reliable=reliable,
                         pending_channels={
-                            name: PendingChannels(reliable.max_pending_channels) for name in known
+                            name: PendingChannels(o.settings.max_pending_channels)
+                            for name, o in reliable.items()
                         },
                     )
                     yield

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="Silence after which a WS-RM sequence ends, with its session (WCF's "
         "InactivityTimeout); the same in every process.",
     )
+    reliable_sessions: str = Field(
+        "",
+        description="Reliable-session settings per endpoint, with WCF's names: "
+        "'endpoint:Name=value,Name=value;other:...' (e.g. 'calculator:MaxTransferWindowSize=16'); "
+        "the same in every process.",
+    )
     receive_retry_count: int = Field(5, ge=0, description="Immediate retries of a failing message.")
     max_retry_cycles: int = Field(2, ge=0, description="Further retry cycles after a delay.")
     retry_cycle_delay_s: float = Field(1800.0, ge=0, description="Delay between retry cycles.")

@@ -19,7 +19,7 @@ from durable_sessions.errors import DurableSessionsError
 from durable_sessions.hosting.composition import (
     build_store,
     connect_broker,
-    reliable_settings,
+    reliable_options,
     served_endpoints,
     throttles,
 )
@@ -41,20 +41,22 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT; the batch in progress finishes, nothing else is acked."""
     served = served_endpoints(settings, service_paths, endpoint, binding)
+    rm_options = reliable_options(settings, [e.name for e, _ in served])
     store = build_store(settings)
     try:
         await store.ping()
         broker = await connect_broker(settings)
         try:
+            wakeups = DestinationWakeups(
+                store, {name: o.settings for name, o in rm_options.items()}
+            )
             runtime = Runtime(
                 store,
                 broker,
                 served,
                 throttles=throttles(settings),
                 sweep_interval_s=settings.sweep_interval_s,
-                wakeups=DestinationWakeups(
-                    store, [e.name for e, _ in served], reliable_settings(settings)
-                ),
+                wakeups=wakeups,
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
                 on_batch=Metrics().observe_batch,
@@ -63,6 +65,7 @@ async def serve(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
+            wakeups.relay = runtime.relay  # what a wake-up sends is published at once
             await runtime.start()
             # What start-up made lives as long as the process: full collections skip it, so
             # they take a millisecond instead of tens (a pause every delivery would wait out).
@@ -72,7 +75,7 @@ async def serve(
                     store,
                     broker,
                     endpoint_,
-                    settings=reliable_settings(settings),
+                    options=rm_options[endpoint_.name],
                     relay=runtime.relay,
                 )
                 for endpoint_, _ in served

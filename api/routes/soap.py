@@ -16,7 +16,6 @@ from durable_sessions.errors import (
     MessageRejected,
     SessionError,
 )
-from durable_sessions.hosting.composition import reliable_settings
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
 from durable_sessions.reliable.refusals import refusal
@@ -91,12 +90,15 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
             (AddressingFaultCode.DESTINATION_UNREACHABLE,),
         )
         return _fault(fault, version, 404)
+    if inbound.rm_version is None:  # no WS-RM header tells: the endpoint's own version
+        version = plane.reliable[endpoint].settings.version
     host = ReliableSessionHost(
         plane.store,
         plane.endpoints[endpoint],
         CALL_FORMAT,
         address=str(request.url),
-        settings=reliable_settings(plane.settings),
+        settings=plane.reliable[endpoint].settings,
+        versions=plane.reliable[endpoint].versions,
         relay=plane.relay,
         pending=plane.pending_channels[endpoint],
     )

@@ -1,10 +1,10 @@
 """The reliable-session binding over AMQP: WS-RM envelopes as message bodies.
 
 An AMQP address names a queue, reached through the default exchange: ``amqp:/queues/<name>``
-(RabbitMQ's AMQP 1.0 address form). Each endpoint has a WS-RM queue (``ds.<endpoint>.wsrm``,
-declared with the endpoint's topology); every sequence of an :class:`AmqpReliableSessionClient`
-has a reply queue of its own, named after its CreateSequence so a resumed sequence finds it,
-and deleted when the sequence ends.
+(RabbitMQ's AMQP 1.0 address form, :mod:`~durable_sessions.reliable.addresses`). Each endpoint
+has a WS-RM queue (``ds.<endpoint>.wsrm``, declared with the endpoint's topology); every
+sequence of an :class:`AmqpReliableSessionClient` has a reply queue of its own, named after its
+CreateSequence so a resumed sequence finds it, and deleted when the sequence ends.
 
 - :class:`AmqpReliableDestination` consumes the endpoint's WS-RM queue, hands each envelope to
   the endpoint's :class:`~durable_sessions.reliable.host.ReliableSessionHost` and publishes the
@@ -36,11 +36,14 @@ from durable_sessions.errors import (
     StoreError,
 )
 from durable_sessions.model.endpoints import Endpoint
-from durable_sessions.model.records import OutboxRecord, utcnow
+from durable_sessions.model.records import utcnow
+from durable_sessions.reliable.addresses import address_queue, envelope_record, queue_address
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
 from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.options import EndpointOptions
 from durable_sessions.reliable.refusals import refusal
+from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.store.base import Store
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
@@ -55,22 +58,8 @@ from durable_sessions.wsrm.xml import codec
 
 log = logging.getLogger(__name__)
 
-ADDRESS_PREFIX = "amqp:/queues/"
-SOAP_HEADERS = {"content-type": "application/soap+xml; charset=utf-8"}
 DEFAULT_PREFETCH = 64
 REPLY_QUEUE_PREFIX = "ds.wsrm.reply."
-
-
-def queue_address(queue: str) -> str:
-    """The address of ``queue``."""
-    return f"{ADDRESS_PREFIX}{queue}"
-
-
-def address_queue(address: str | None) -> str | None:
-    """The queue an address names; None for any other address (such as anonymous)."""
-    if address is None or not address.startswith(ADDRESS_PREFIX):
-        return None
-    return address.removeprefix(ADDRESS_PREFIX) or None
 
 
 def reply_queue(create_id: str) -> str:
@@ -78,19 +67,13 @@ def reply_queue(create_id: str) -> str:
     return f"{REPLY_QUEUE_PREFIX}{uuid.uuid5(uuid.NAMESPACE_URL, create_id).hex}"
 
 
-def _envelope_record(queue: str, envelope: Envelope, version: RMVersion) -> OutboxRecord:
-    return OutboxRecord(
-        exchange="",
-        routing_key=queue,
-        body=codec.encode(envelope, version),
-        created_at=utcnow(),
-        headers=dict(SOAP_HEADERS),
-        message_id=envelope.message_id,
-    )
-
-
 class AmqpReliableDestination:
-    """Serves ``endpoint``'s WS-RM queue until :meth:`stop`; see the module docstring."""
+    """Serves ``endpoint``'s WS-RM queue until :meth:`stop`; see the module docstring.
+
+    ``options`` are the endpoint's reliable-session settings. Acknowledgements are batched for
+    their interval, as WCF's destination does for an addressable source: one falling due is
+    sent to AcksTo by a wake-up scheduled for that moment (the sweeper's are the backstop).
+    """
 
     def __init__(
         self,
@@ -98,11 +81,12 @@ class AmqpReliableDestination:
         broker: Broker,
         endpoint: Endpoint,
         *,
-        settings: ReliableSessionSettings | None = None,
+        options: EndpointOptions | None = None,
         relay: OutboxRelay | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        options = options or EndpointOptions()
         self.broker = broker
         self.queue = endpoint.topology.wsrm_queue.name
         self.address = queue_address(self.queue)
@@ -111,13 +95,44 @@ class AmqpReliableDestination:
             endpoint,
             CALL_FORMAT,
             address=self.address,
-            settings=settings,
+            settings=options.settings,
+            versions=options.versions,
             relay=relay,
+            batch_acknowledgements=True,
+            on_ack_due=self._ack_due,
             clock=clock,
         )
+        self._store = store
+        self._relay = relay
+        self._clock = clock
         self.prefetch = prefetch
         self._consumer: Consumer | None = None
         self._stopped = False
+        self._waking: set[asyncio.Task[bool]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def _ack_due(self, identifier: str, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle
+
+        def wake() -> None:
+            self._timers.discard(timer)
+            task = asyncio.create_task(self._wake(identifier))
+            self._waking.add(task)
+            task.add_done_callback(self._waking.discard)
+
+        timer = loop.call_later(max(delay_s, 0.0), wake)
+        self._timers.add(timer)
+
+    async def _wake(self, identifier: str) -> bool:
+        wakeups = DestinationWakeups(
+            self._store, {self.host.endpoint.name: self.host.settings}, self._relay
+        )
+        try:
+            return await wakeups.wake(identifier, self._clock())
+        except StoreError as error:  # the sweeper wakes it later
+            log.warning("could not send the acknowledgement of %s yet: %s", identifier, error)
+            return False
 
     async def run(self) -> None:
         """Consume the WS-RM queue (declared with the endpoint's topology) until stopped."""
@@ -142,10 +157,17 @@ class AmqpReliableDestination:
             await consumer.close()
 
     async def stop(self) -> None:
-        """Stop consuming; envelopes not yet acknowledged go back to the queue."""
+        """Stop consuming; envelopes not yet acknowledged go back to the queue.
+
+        Acknowledgements not yet due are left to the sweepers.
+        """
         self._stopped = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if self._consumer is not None:
             await self._consumer.close()
+        await asyncio.gather(*self._waking, return_exceptions=True)
 
     async def _settle(self, consumer: Consumer, delivery: Delivery) -> None:
         """Handle one envelope, then acknowledge it, or dead-letter it if it is unreadable.
@@ -187,7 +209,7 @@ class AmqpReliableDestination:
         if queue is None:
             log.warning("cannot answer %s: %s is not an AMQP address", request.message_id, to)
             return
-        record = _envelope_record(queue, dataclasses.replace(answer, to=to), version)
+        record = envelope_record(queue, dataclasses.replace(answer, to=to), version)
         try:
             await self.broker.publish([record])  # unconfirmed: the source asks again
         except BrokerUnavailable as error:
@@ -257,7 +279,7 @@ class _AmqpLink(Link):
         return queue_address(self.queue)
 
     async def send(self, envelope: Envelope) -> Envelope | None:
-        record = _envelope_record(self.client.queue, envelope, self.client.settings.version)
+        record = envelope_record(self.client.queue, envelope, self.client.settings.version)
         try:
             await self.client.broker.publish([record])
         except BrokerUnavailable as error:

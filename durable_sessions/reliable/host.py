@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +46,7 @@ from durable_sessions.model.records import (
     utcnow,
 )
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, reply_action
+from durable_sessions.reliable.options import check_served
 from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
 from durable_sessions.store.base import Store, UnitOfWork
@@ -53,6 +54,7 @@ from durable_sessions.wsrm import faults, snapshot
 from durable_sessions.wsrm.actions import Action, Deliver, Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import DestinationSequenceState, ReliableDestination
 from durable_sessions.wsrm.messages import (
+    WSA_ANONYMOUS,
     CloseSequence,
     CreateSequence,
     Envelope,
@@ -95,13 +97,23 @@ class _Received:
     record: SequenceRecord
     state: DestinationSequenceState
     actions: list[Action]
+    acknowledge: bool
+    """Whether the answer carries the acknowledgement (else it waits for its interval)."""
 
 
 class ReliableSessionHost:
     """Serves WS-RM envelopes for ``endpoint``; ``address`` is where peers send them.
 
-    ``pending`` counts the endpoint's sequences not yet accepted in this process; hosts made
-    per request (as over HTTP) share the endpoint's one.
+    ``settings`` must be ordered (:func:`~durable_sessions.reliable.options.check_served`);
+    ``versions`` are the WS-RM versions CreateSequence is accepted in (another is refused with
+    ActionNotSupported, as WCF's RM layer answers an action it does not know). ``pending``
+    counts the endpoint's sequences not yet accepted in this process; hosts made per request
+    (as over HTTP) share the endpoint's one. With ``batch_acknowledgements`` (a link on which
+    the destination can send unasked, such as AMQP) an acknowledgement waits for
+    ``acknowledgement_interval`` unless asked for (AckRequested, the last message), and
+    ``on_ack_due(identifier, delay_s)`` is told when one falls due, for it to be sent to AcksTo
+    then (:mod:`~durable_sessions.reliable.wakeups`); otherwise every answer carries it, as
+    WCF's responder does for an initiator it cannot address (HTTP).
     """
 
     def __init__(
@@ -112,8 +124,11 @@ class ReliableSessionHost:
         *,
         address: str,
         settings: ReliableSessionSettings | None = None,
+        versions: Collection[RMVersion] = tuple(RMVersion),
         relay: OutboxRelay | None = None,
         pending: PendingChannels | None = None,
+        batch_acknowledgements: bool = False,
+        on_ack_due: Callable[[str, float], None] | None = None,
         reply_wait_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -121,9 +136,12 @@ class ReliableSessionHost:
         self.endpoint = endpoint
         self.calls = calls
         self.address = address
-        # Sessions apply messages in seq order, so delivery into them is always ordered.
-        self.settings = dataclasses.replace(settings or ReliableSessionSettings(), ordered=True)
+        self.settings = settings or ReliableSessionSettings()
+        check_served(endpoint.name, self.settings)
+        self.versions = frozenset(versions)
         self.pending = pending or PendingChannels(self.settings.max_pending_channels)
+        self.batch_acknowledgements = batch_acknowledgements
+        self.on_ack_due = on_ack_due
         self.relay = relay
         self.reply_wait_s = reply_wait_s
         self.clock = clock
@@ -166,8 +184,12 @@ class ReliableSessionHost:
             op = self.endpoint.contract.operation(call.operation)
             if not op.one_way:
                 return await self._reply(received, sequence.message_number, op, envelope)
+        if not received.acknowledge:
+            return None
+        acks_to = received.state.acks_to
         return Envelope(
             action=action_uri(RMAction.SEQUENCE_ACKNOWLEDGEMENT, engine.version),
+            to=None if acks_to == WSA_ANONYMOUS else acks_to,
             acknowledgements=(engine.acknowledgement(received.state),),
         )
 
@@ -182,6 +204,10 @@ class ReliableSessionHost:
         self, request: Envelope, body: CreateSequence, version: RMVersion
     ) -> Envelope | None:
         engine = self.destination(version)
+        if version not in self.versions:
+            fault = faults.action_not_supported(request.action)
+            to = reply_address(request, fault=True)
+            return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
         now = self.clock()
         # Pending until the transaction that opens its session ends: then it is accepted.
         with self.pending.waiting() as pending:
@@ -298,12 +324,26 @@ class ReliableSessionHost:
             state, actions = engine.receive(state, envelope, seconds(now))
             await self._apply(tx, record, actions)
             await self._acknowledge_replies(uow, envelope)
-            # The acknowledgement travels on this response, so none is due any more.
-            state = dataclasses.replace(state, ack_due_at=None)
+            acknowledge = self._acknowledges(state, actions, seconds(now))
+            if acknowledge:  # it travels on this answer, so none is due any more
+                state = dataclasses.replace(state, ack_due_at=None)
             record = await uow.sequences.update(saved(record, engine, state, now))
             if record.ended:
                 await end_offered(uow, state, now)
-        return _Received(record, state, actions)
+        if state.ack_due_at is not None and self.on_ack_due is not None:
+            self.on_ack_due(identifier, state.ack_due_at - seconds(now))
+        return _Received(record, state, actions, acknowledge)
+
+    def _acknowledges(
+        self, state: DestinationSequenceState, actions: list[Action], now: float
+    ) -> bool:
+        if not self.batch_acknowledgements:
+            return True
+        asked = any(
+            isinstance(a, Send) and a.envelope.body is None and a.envelope.acknowledgements
+            for a in actions
+        )
+        return asked or (state.ack_due_at is not None and state.ack_due_at <= now)
 
     async def _apply(
         self, tx: OutboxTransaction, record: SequenceRecord, actions: list[Action]

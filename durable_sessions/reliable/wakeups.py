@@ -3,7 +3,9 @@
 The destination engine has work that no incoming envelope triggers: a sequence whose source
 fell silent for ``inactivity_timeout`` ends (normally if every message was delivered, else
 with a SequenceTerminated fault, which terminates its session), and an acknowledgement held for
-``acknowledgement_interval`` falls due. Every stored sequence keeps that moment in ``wake_at``.
+``acknowledgement_interval`` falls due. Every stored sequence keeps that moment in ``wake_at``;
+each endpoint's own settings decide. What a wake-up sends to an AMQP address (the due
+acknowledgement, the fault) goes through the outbox in the same transaction.
 
 :meth:`DestinationWakeups.sweep` finds due sequences in a read-only snapshot, then wakes each in
 a transaction of its own that locks the sequence row and checks again that it is due, so
@@ -17,15 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection
+from collections.abc import Mapping
 from datetime import datetime
 
+from durable_sessions.engine.outbox import OutboxRelay, publish_after_commit
 from durable_sessions.model.records import SequenceRole
+from durable_sessions.reliable.addresses import address_queue, envelope_record
 from durable_sessions.reliable.host import end_offered, end_session
 from durable_sessions.reliable.sequences import saved, seconds
 from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
-from durable_sessions.wsrm.actions import Faulted, Terminated
+from durable_sessions.wsrm.actions import Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import ReliableDestination
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 
@@ -38,24 +42,26 @@ WAKE_LIMIT = 200
 class DestinationWakeups:
     """Wakes the due destination sequences of ``endpoints``; see the module docstring.
 
-    ``settings`` must be those the endpoints' hosts use (their inactivity timeout decides).
+    ``endpoints`` maps each endpoint to the settings its hosts use (its inactivity timeout
+    and acknowledgement interval decide). ``relay`` publishes what a wake-up sends at once;
+    without one, the outbox relays find it when they poll.
     """
 
     def __init__(
         self,
         store: Store,
-        endpoints: Collection[str],
-        settings: ReliableSessionSettings | None = None,
+        endpoints: Mapping[str, ReliableSessionSettings],
+        relay: OutboxRelay | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
-        self.settings = settings or ReliableSessionSettings()
+        self.relay = relay
 
     async def sweep(self, now: datetime) -> int:
         """Wake every sequence due at ``now``; how many were woken."""
         async with self.store.snapshot() as uow:
             due = await uow.sequences.due(
-                SequenceRole.DESTINATION, now, WAKE_LIMIT, endpoints=self.endpoints
+                SequenceRole.DESTINATION, now, WAKE_LIMIT, endpoints=list(self.endpoints)
             )
         woken = 0
         for record in due:
@@ -64,7 +70,8 @@ class DestinationWakeups:
 
     async def wake(self, identifier: str, now: datetime) -> bool:
         """Wake one sequence if it is still due at ``now``; whether it was."""
-        async with self.store.transaction() as uow:
+        async with publish_after_commit(self.store, self.relay, now) as tx:
+            uow = tx.uow
             record = await uow.sequences.get(identifier, lock=True)
             if (
                 record is None
@@ -72,15 +79,19 @@ class DestinationWakeups:
                 or record.ended
                 or record.wake_at is None
                 or record.wake_at > now
+                or record.endpoint not in self.endpoints
             ):
                 return False
-            engine = ReliableDestination(
-                dataclasses.replace(self.settings, version=record.rm_version)
-            )
+            settings = self.endpoints[record.endpoint]
+            engine = ReliableDestination(dataclasses.replace(settings, version=record.rm_version))
             state, actions = engine.wakeup(snapshot.load_destination(record.state), seconds(now))
             for action in actions:
                 if isinstance(action, Terminated | Faulted):
                     await end_session(uow, record.session_id, action, now)
+                elif isinstance(action, Send):
+                    queue = address_queue(action.envelope.to)
+                    if queue is not None:  # anonymous: it goes on the next answer
+                        await tx.publish([envelope_record(queue, action.envelope, engine.version)])
             record = await uow.sequences.update(saved(record, engine, state, now))
             if record.ended:
                 await end_offered(uow, state, now)
