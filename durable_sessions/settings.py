@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -131,6 +132,14 @@ class Settings(BaseSettings):
     def service_paths(self) -> list[str]:
         """The ``module:Service[@endpoint[:binding]]`` entries of ``DS_SERVICES``."""
         return [s.strip() for s in self.services.split(",") if s.strip()]
+
+    def with_reliable_sessions(self, entries: Sequence[str]) -> Settings:
+        """These settings with ``entries`` (``endpoint:Name=value,...``, as given by
+        ``--reliable-session``) added to ``reliable_sessions``."""
+        if not entries:
+            return self
+        combined = ";".join(e for e in (self.reliable_sessions, *entries) if e.strip())
+        return self.model_copy(update={"reliable_sessions": combined})
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

@@ -154,9 +154,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the endpoint's binding (default: datagram for a NOT_ALLOWED contract, else "
         "queued-session)",
     )
+    parser.add_argument(
+        "--reliable-session",
+        action="append",
+        default=[],
+        metavar="ENDPOINT:NAME=VALUE,...",
+        help="an endpoint's reliable-session settings, with WCF's names (repeatable; added to "
+        "DS_RELIABLE_SESSIONS)",
+    )
     arguments = parser.parse_args(argv)
     try:
         binding = Binding(arguments.binding) if arguments.binding else None
-        run(Settings(), arguments.service, arguments.endpoint, binding)
+        settings = Settings().with_reliable_sessions(arguments.reliable_session)
+        run(settings, arguments.service, arguments.endpoint, binding)
     except DurableSessionsError as error:
         sys.exit(f"error: {error}")

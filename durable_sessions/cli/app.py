@@ -27,6 +27,17 @@ DatabaseUrl = Annotated[
 ]
 
 
+ReliableSession = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reliable-session",
+        help="An endpoint's reliable-session settings, 'endpoint:Name=value,...' with WCF's "
+        "names (repeatable; added to DS_RELIABLE_SESSIONS).",
+        show_default=False,
+    ),
+]
+
+
 def _print_version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -45,10 +56,16 @@ def _root(
     """Durable, ordered, exactly-once sessions on RabbitMQ and SQL."""
 
 
-def load_settings(database_url: str | None = None) -> Settings:
-    """Settings from the environment, with command-line overrides."""
+def load_settings(
+    database_url: str | None = None, reliable_sessions: list[str] | None = None
+) -> Settings:
+    """Settings from the environment, with command-line overrides.
+
+    ``reliable_sessions`` (``--reliable-session``) are added to ``DS_RELIABLE_SESSIONS``.
+    """
     overrides = {"database_url": database_url} if database_url else {}
-    return Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    return settings.with_reliable_sessions(reliable_sessions or [])
 
 
 @app.command()
@@ -91,22 +108,24 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
     from workers.main import run
 
-    run(load_settings(), service or [], endpoint, binding)
+    run(load_settings(reliable_sessions=reliable_session), service or [], endpoint, binding)
 
 
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
     from api.main import run
 
-    run(load_settings(), host, port)
+    run(load_settings(reliable_sessions=reliable_session), host, port)
 
 
 @app.command()
@@ -117,12 +136,13 @@ def up(
         list[str] | None,
         typer.Option("--service", help="module:Service to serve (default: DS_SERVICES)."),
     ] = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
     from durable_sessions.hosting.logs import setup_logging
 
-    settings = load_settings()
+    settings = load_settings(reliable_sessions=reliable_session)
     setup_logging("up", settings.log_level)
     asyncio.run(run_up(settings, port or settings.api_port, workers, service or []))
 

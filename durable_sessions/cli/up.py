@@ -70,6 +70,8 @@ async def run_up(settings: Settings, port: int, workers: int, services: list[str
     env = {"DS_API_KEYS": key, MULTIPROCESS_ENV: str(metrics_dir)}
     if services:
         env["DS_SERVICES"] = ",".join(services)
+    if settings.reliable_sessions:
+        env["DS_RELIABLE_SESSIONS"] = settings.reliable_sessions
     supervisor = Supervisor(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -167,8 +167,8 @@ class Peer:
     def address(self) -> str:
         return queue_address(self.queue)
 
-    async def ask(self, envelope: Envelope) -> Envelope:
-        """Send ``envelope`` (its answers come to this peer's queue) and return the answer."""
+    async def send(self, envelope: Envelope) -> str:
+        """Send ``envelope`` (its answers come to this peer's queue); its message id."""
         envelope = dataclasses.replace(
             envelope, reply_to=EndpointReference(self.address), message_id=uuid.uuid4().urn
         )
@@ -179,14 +179,23 @@ class Peer:
             created_at=utcnow(),
         )
         await self.broker.publish([record])
+        assert envelope.message_id is not None
+        return envelope.message_id
+
+    async def receive(self, relates_to: str | None = None) -> Envelope:
+        """The next envelope relating to ``relates_to`` (None: the next acknowledgement)."""
         async with asyncio.timeout(15):
             while True:
                 batch = await self.consumer.next_batch(1, 0.0)
                 await self.consumer.ack(batch)
                 for delivery in batch:
                     answer = codec.decode(delivery.body)
-                    if answer.relates_to in (envelope.message_id, None):  # None: an ack
+                    if answer.relates_to == relates_to:
                         return answer
+
+    async def ask(self, envelope: Envelope) -> Envelope:
+        """Send ``envelope`` and return its answer."""
+        return await self.receive(await self.send(envelope))
 
 
 def call(identifier: str, number: int, operation: str, **args: object) -> Envelope:
@@ -214,12 +223,15 @@ async def test_amqp_refusals_and_an_ended_sequence_get_wcf_faults(stack: Stack) 
         created = await peer.ask(rm_envelope(CreateSequence(EndpointReference(peer.address)), V11))
         assert isinstance(created.body, CreateSequenceResponse)
         identifier = created.body.identifier
+        asked = AckRequested(identifier)
 
         unknown = call(identifier, 1, "launch")
         assert_action_not_supported(await peer.ask(unknown), unknown.action)
         not_first = call(identifier, 1, "add_to", n=1)
         assert_action_not_supported(await peer.ask(not_first), not_first.action)
-        await peer.ask(call(identifier, 1, "clear"))
+        cleared = dataclasses.replace(call(identifier, 1, "clear"), ack_requested=(asked,))
+        await peer.send(cleared)
+        await peer.receive()  # its acknowledgement, asked for: applied before what follows
         reply = await peer.ask(call(identifier, 2, "equals"))
         assert not isinstance(reply.body, Fault)
         assert_session_terminated(await peer.ask(call(identifier, 3, "add_to", n=1)))
@@ -228,11 +240,8 @@ async def test_amqp_refusals_and_an_ended_sequence_get_wcf_faults(stack: Stack) 
         assert isinstance(ended.body, TerminateSequenceResponse)
         straggler = await peer.ask(call(identifier, 3, "add_to", n=1))
         assert_unknown_sequence(straggler, identifier)
-        asked = Envelope(
-            action=action_uri(RMAction.ACK_REQUESTED, V11),
-            ack_requested=(AckRequested(identifier),),
-        )
-        assert_unknown_sequence(await peer.ask(asked), identifier)
+        request = Envelope(action=action_uri(RMAction.ACK_REQUESTED, V11), ack_requested=(asked,))
+        assert_unknown_sequence(await peer.ask(request), identifier)
     finally:
         await destination.stop()
         await serving
