@@ -140,10 +140,14 @@ def up(
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
+    from durable_sessions.hosting.composition import reliable_options, served_endpoints
     from durable_sessions.hosting.logs import setup_logging
 
     settings = load_settings(reliable_sessions=reliable_session)
     setup_logging("up", settings.log_level)
+    # Refuse unusable reliable-session settings here, before any process starts.
+    served = served_endpoints(settings, service or [])
+    reliable_options(settings, [endpoint.name for endpoint, _ in served])
     asyncio.run(run_up(settings, port or settings.api_port, workers, service or []))
 
 

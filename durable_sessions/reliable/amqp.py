@@ -59,6 +59,8 @@ from durable_sessions.wsrm.xml import codec
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFETCH = 64
+TIMER_SLACK_S = 0.02
+"""How much later than its due time a scheduled wake-up runs (a timer may fire early)."""
 REPLY_QUEUE_PREFIX = "ds.wsrm.reply."
 
 
@@ -109,20 +111,20 @@ class AmqpReliableDestination:
         self._consumer: Consumer | None = None
         self._stopped = False
         self._waking: set[asyncio.Task[bool]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def _ack_due(self, identifier: str, delay_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        timer: asyncio.TimerHandle
+        if identifier in self._timers:
+            return  # the acknowledgement due covers what arrived since
 
         def wake() -> None:
-            self._timers.discard(timer)
+            del self._timers[identifier]
             task = asyncio.create_task(self._wake(identifier))
             self._waking.add(task)
             task.add_done_callback(self._waking.discard)
 
-        timer = loop.call_later(max(delay_s, 0.0), wake)
-        self._timers.add(timer)
+        loop = asyncio.get_running_loop()
+        self._timers[identifier] = loop.call_later(max(delay_s, 0.0) + TIMER_SLACK_S, wake)
 
     async def _wake(self, identifier: str) -> bool:
         wakeups = DestinationWakeups(
@@ -162,7 +164,7 @@ class AmqpReliableDestination:
         Acknowledgements not yet due are left to the sweepers.
         """
         self._stopped = True
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         if self._consumer is not None:

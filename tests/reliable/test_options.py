@@ -108,15 +108,16 @@ def test_settings_add_command_line_entries_to_the_environment() -> None:
     assert settings.with_reliable_sessions([]) is settings
 
 
-def test_the_worker_flag_is_read_and_refuses_an_unordered_endpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["workers"], ["durable_sessions", "worker"], ["durable_sessions", "up"]],
+    ids=["python -m workers", "worker", "up"],
+)
+def test_the_command_line_flag_is_read_and_refuses_an_unordered_endpoint(
+    tmp_path: Path, command: list[str]
+) -> None:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workers",
-            "--reliable-session",
-            "calculator:Ordered=false",
-        ],
+        [sys.executable, "-m", *command, "--reliable-session", "calculator:Ordered=false"],
         check=False,
         capture_output=True,
         text=True,
@@ -124,5 +125,5 @@ def test_the_worker_flag_is_read_and_refuses_an_unordered_endpoint(tmp_path: Pat
         env={"PATH": "/usr/bin:/bin", "DS_DATABASE_URL": f"sqlite:///{tmp_path / 'db'}"},
         cwd=Path(__file__).resolve().parents[2],
     )
-    assert done.returncode != 0
-    assert "Ordered=false cannot be served" in done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "error: endpoint 'calculator': Ordered=false cannot be served" in done.stderr
