@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -26,7 +27,7 @@ from durable_sessions.hosting.composition import (
 from durable_sessions.hosting.logs import setup_logging
 from durable_sessions.hosting.metrics import Metrics
 from durable_sessions.model.endpoints import Binding
-from durable_sessions.reliable.amqp import AmqpReliableDestination
+from durable_sessions.reliable.amqp import AmqpReliableDestination, publish_envelope
 from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings, redact_url
 
@@ -48,7 +49,9 @@ async def serve(
         broker = await connect_broker(settings)
         try:
             wakeups = DestinationWakeups(
-                store, {name: o.settings for name, o in rm_options.items()}
+                store,
+                {name: o.settings for name, o in rm_options.items()},
+                send=functools.partial(publish_envelope, broker),
             )
             runtime = Runtime(
                 store,
@@ -65,7 +68,6 @@ async def serve(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            wakeups.relay = runtime.relay  # what a wake-up sends is published at once
             await runtime.start()
             # What start-up made lives as long as the process: full collections skip it, so
             # they take a millisecond instead of tens (a pause every delivery would wait out).

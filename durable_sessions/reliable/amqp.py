@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -74,7 +75,8 @@ class AmqpReliableDestination:
 
     ``options`` are the endpoint's reliable-session settings. Acknowledgements are batched for
     their interval, as WCF's destination does for an addressable source: one falling due is
-    sent to AcksTo by a wake-up scheduled for that moment (the sweeper's are the backstop).
+    sent to AcksTo by a wake-up scheduled for that moment (the sweepers' wake-ups, given
+    :func:`publish_envelope` to send with, are the backstop).
     """
 
     def __init__(
@@ -104,8 +106,11 @@ class AmqpReliableDestination:
             on_ack_due=self._ack_due,
             clock=clock,
         )
-        self._store = store
-        self._relay = relay
+        self._wakeups = DestinationWakeups(
+            store,
+            {endpoint.name: options.settings},
+            send=functools.partial(publish_envelope, broker),
+        )
         self._clock = clock
         self.prefetch = prefetch
         self._consumer: Consumer | None = None
@@ -127,11 +132,8 @@ class AmqpReliableDestination:
         self._timers[identifier] = loop.call_later(max(delay_s, 0.0) + TIMER_SLACK_S, wake)
 
     async def _wake(self, identifier: str) -> bool:
-        wakeups = DestinationWakeups(
-            self._store, {self.host.endpoint.name: self.host.settings}, self._relay
-        )
         try:
-            return await wakeups.wake(identifier, self._clock())
+            return await self._wakeups.wake(identifier, self._clock())
         except StoreError as error:  # the sweeper wakes it later
             log.warning("could not send the acknowledgement of %s yet: %s", identifier, error)
             return False
@@ -207,15 +209,20 @@ class AmqpReliableDestination:
         to = answer.to
         if to is None or to == WSA_ANONYMOUS:
             to = reply_address(request, fault=isinstance(answer.body, Fault))
-        queue = address_queue(to)
-        if queue is None:
-            log.warning("cannot answer %s: %s is not an AMQP address", request.message_id, to)
-            return
-        record = envelope_record(queue, dataclasses.replace(answer, to=to), version)
-        try:
-            await self.broker.publish([record])  # unconfirmed: the source asks again
-        except BrokerUnavailable as error:
-            log.warning("could not answer %s: %s", request.message_id, error)
+        await publish_envelope(self.broker, dataclasses.replace(answer, to=to), version)
+
+
+async def publish_envelope(broker: Broker, envelope: Envelope, version: RMVersion) -> None:
+    """Publish ``envelope`` to the AMQP address in its ``To``, unconfirmed: if it is lost, the
+    source asks again. An address that is not AMQP's is logged and skipped."""
+    queue = address_queue(envelope.to)
+    if queue is None:
+        log.warning("cannot send %s: %s is not an AMQP address", envelope.action, envelope.to)
+        return
+    try:
+        await broker.publish([envelope_record(queue, envelope, version)])
+    except BrokerUnavailable as error:
+        log.warning("could not send %s to %s: %s", envelope.action, envelope.to, error)
 
 
 class AmqpReliableSessionClient(ReliableClient):

@@ -4,8 +4,9 @@ The destination engine has work that no incoming envelope triggers: a sequence w
 fell silent for ``inactivity_timeout`` ends (normally if every message was delivered, else
 with a SequenceTerminated fault, which terminates its session), and an acknowledgement held for
 ``acknowledgement_interval`` falls due. Every stored sequence keeps that moment in ``wake_at``;
-each endpoint's own settings decide. What a wake-up sends to an AMQP address (the due
-acknowledgement, the fault) goes through the outbox in the same transaction.
+each endpoint's own settings decide. What a wake-up sends (the due acknowledgement, the fault)
+goes, once its transaction has committed, to the ``send`` it was given (the AMQP binding's
+:func:`~durable_sessions.reliable.amqp.publish_envelope`); if it is lost, the source asks again.
 
 :meth:`DestinationWakeups.sweep` finds due sequences in a read-only snapshot, then wakes each in
 a transaction of its own that locks the sequence row and checks again that it is due, so
@@ -19,18 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
-from durable_sessions.engine.outbox import OutboxRelay, publish_after_commit
 from durable_sessions.model.records import SequenceRole
-from durable_sessions.reliable.addresses import address_queue, envelope_record
 from durable_sessions.reliable.host import end_offered, end_session
 from durable_sessions.reliable.sequences import saved, seconds
 from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
 from durable_sessions.wsrm.actions import Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import ReliableDestination
+from durable_sessions.wsrm.messages import WSA_ANONYMOUS, Envelope, RMVersion
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,19 @@ class DestinationWakeups:
     """Wakes the due destination sequences of ``endpoints``; see the module docstring.
 
     ``endpoints`` maps each endpoint to the settings its hosts use (its inactivity timeout
-    and acknowledgement interval decide). ``relay`` publishes what a wake-up sends at once;
-    without one, the outbox relays find it when they poll.
+    and acknowledgement interval decide). ``send(envelope, version)`` sends what a wake-up
+    sends; without it nothing is (over HTTP it goes on the answer to the next request).
     """
 
     def __init__(
         self,
         store: Store,
         endpoints: Mapping[str, ReliableSessionSettings],
-        relay: OutboxRelay | None = None,
+        send: Callable[[Envelope, RMVersion], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
-        self.relay = relay
+        self.send = send
 
     async def sweep(self, now: datetime) -> int:
         """Wake every sequence due at ``now``; how many were woken."""
@@ -70,8 +70,7 @@ class DestinationWakeups:
 
     async def wake(self, identifier: str, now: datetime) -> bool:
         """Wake one sequence if it is still due at ``now``; whether it was."""
-        async with publish_after_commit(self.store, self.relay, now) as tx:
-            uow = tx.uow
+        async with self.store.transaction() as uow:
             record = await uow.sequences.get(identifier, lock=True)
             if (
                 record is None
@@ -88,16 +87,19 @@ class DestinationWakeups:
             for action in actions:
                 if isinstance(action, Terminated | Faulted):
                     await end_session(uow, record.session_id, action, now)
-                elif isinstance(action, Send):
-                    queue = address_queue(action.envelope.to)
-                    if queue is not None:  # anonymous: it goes on the next answer
-                        await tx.publish([envelope_record(queue, action.envelope, engine.version)])
             record = await uow.sequences.update(saved(record, engine, state, now))
             if record.ended:
                 await end_offered(uow, state, now)
         for action in actions:
-            if isinstance(action, Faulted):
+            if isinstance(action, Send):
+                await self._send(action.envelope, engine.version)
+            elif isinstance(action, Faulted):
                 log.info("sequence %s faulted: %s", identifier, action.fault.reason)
             elif isinstance(action, Terminated):
                 log.info("sequence %s ended after its source fell silent", identifier)
         return True
+
+    async def _send(self, envelope: Envelope, version: RMVersion) -> None:
+        # To an anonymous AcksTo it can only go on the answer to the next request.
+        if self.send is not None and envelope.to not in (None, WSA_ANONYMOUS):
+            await self.send(envelope, version)
