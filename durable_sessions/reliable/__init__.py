@@ -6,7 +6,6 @@
 - :mod:`~durable_sessions.reliable.refusals`: the faults that answer refused calls.
 - :mod:`~durable_sessions.reliable.pending`: MaxPendingChannels, per endpoint and process.
 - :mod:`~durable_sessions.reliable.options`: per-endpoint settings written as text.
-- :mod:`~durable_sessions.reliable.addresses`: AMQP addresses, envelopes as messages to them.
 - :mod:`~durable_sessions.reliable.wakeups`: waking stored destination sequences that are due.
 - :mod:`~durable_sessions.reliable.client`: the RM source's sessions, over any link.
 - :mod:`~durable_sessions.reliable.http`: ``ReliableSessionClient``, the RM source over
@@ -14,8 +13,7 @@
 - :mod:`~durable_sessions.reliable.amqp`: the binding over AMQP, destination and source.
 """
 
-from durable_sessions.reliable.addresses import queue_address
-from durable_sessions.reliable.amqp import AmqpReliableSessionClient
+from durable_sessions.reliable.amqp import AmqpReliableSessionClient, queue_address
 from durable_sessions.reliable.http import ReliableSessionClient
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 

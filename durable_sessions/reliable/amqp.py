@@ -1,10 +1,10 @@
 """The reliable-session binding over AMQP: WS-RM envelopes as message bodies.
 
 An AMQP address names a queue, reached through the default exchange: ``amqp:/queues/<name>``
-(RabbitMQ's AMQP 1.0 address form, :mod:`~durable_sessions.reliable.addresses`). Each endpoint
-has a WS-RM queue (``ds.<endpoint>.wsrm``, declared with the endpoint's topology); every
-sequence of an :class:`AmqpReliableSessionClient` has a reply queue of its own, named after its
-CreateSequence so a resumed sequence finds it, and deleted when the sequence ends.
+(RabbitMQ's AMQP 1.0 address form). Each endpoint has a WS-RM queue (``ds.<endpoint>.wsrm``,
+declared with the endpoint's topology); every sequence of an :class:`AmqpReliableSessionClient`
+has a reply queue of its own, named after its CreateSequence so a resumed sequence finds it,
+and deleted when the sequence ends.
 
 - :class:`AmqpReliableDestination` consumes the endpoint's WS-RM queue, hands each envelope to
   the endpoint's :class:`~durable_sessions.reliable.host.ReliableSessionHost` and publishes the
@@ -37,8 +37,7 @@ from durable_sessions.errors import (
     StoreError,
 )
 from durable_sessions.model.endpoints import Endpoint
-from durable_sessions.model.records import utcnow
-from durable_sessions.reliable.addresses import address_queue, envelope_record, queue_address
+from durable_sessions.model.records import OutboxRecord, utcnow
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
 from durable_sessions.reliable.host import ReliableSessionHost
@@ -59,15 +58,40 @@ from durable_sessions.wsrm.xml import codec
 
 log = logging.getLogger(__name__)
 
+ADDRESS_PREFIX = "amqp:/queues/"
+SOAP_HEADERS = {"content-type": "application/soap+xml; charset=utf-8"}
 DEFAULT_PREFETCH = 64
 TIMER_SLACK_S = 0.02
 """How much later than its due time a scheduled wake-up runs (a timer may fire early)."""
 REPLY_QUEUE_PREFIX = "ds.wsrm.reply."
 
 
+def queue_address(queue: str) -> str:
+    """The address of ``queue``."""
+    return f"{ADDRESS_PREFIX}{queue}"
+
+
+def address_queue(address: str | None) -> str | None:
+    """The queue an address names; None for any other address (such as anonymous)."""
+    if address is None or not address.startswith(ADDRESS_PREFIX):
+        return None
+    return address.removeprefix(ADDRESS_PREFIX) or None
+
+
 def reply_queue(create_id: str) -> str:
     """The reply queue of the sequence that CreateSequence ``create_id`` makes."""
     return f"{REPLY_QUEUE_PREFIX}{uuid.uuid5(uuid.NAMESPACE_URL, create_id).hex}"
+
+
+def _envelope_record(queue: str, envelope: Envelope, version: RMVersion) -> OutboxRecord:
+    return OutboxRecord(
+        exchange="",
+        routing_key=queue,
+        body=codec.encode(envelope, version),
+        created_at=utcnow(),
+        headers=dict(SOAP_HEADERS),
+        message_id=envelope.message_id,
+    )
 
 
 class AmqpReliableDestination:
@@ -220,7 +244,7 @@ async def publish_envelope(broker: Broker, envelope: Envelope, version: RMVersio
         log.warning("cannot send %s: %s is not an AMQP address", envelope.action, envelope.to)
         return
     try:
-        await broker.publish([envelope_record(queue, envelope, version)])
+        await broker.publish([_envelope_record(queue, envelope, version)])
     except BrokerUnavailable as error:
         log.warning("could not send %s to %s: %s", envelope.action, envelope.to, error)
 
@@ -288,7 +312,7 @@ class _AmqpLink(Link):
         return queue_address(self.queue)
 
     async def send(self, envelope: Envelope) -> Envelope | None:
-        record = envelope_record(self.client.queue, envelope, self.client.settings.version)
+        record = _envelope_record(self.client.queue, envelope, self.client.settings.version)
         try:
             await self.client.broker.publish([record])
         except BrokerUnavailable as error:

@@ -18,8 +18,7 @@ import pytest
 from durable_sessions.broker.rabbitmq import RabbitBroker
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import OutboxRecord, utcnow
-from durable_sessions.reliable.addresses import queue_address
-from durable_sessions.reliable.amqp import reply_queue
+from durable_sessions.reliable.amqp import queue_address, reply_queue
 from durable_sessions.reliable.host import SEQUENCE_LABEL
 from durable_sessions.store.base import DeadLetterQuery, SessionQuery
 from durable_sessions.store.sql import migrate

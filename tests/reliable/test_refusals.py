@@ -22,8 +22,7 @@ from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.examples.calculator import CalculatorService
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import OutboxRecord, utcnow
-from durable_sessions.reliable.addresses import queue_address
-from durable_sessions.reliable.amqp import AmqpReliableDestination
+from durable_sessions.reliable.amqp import AmqpReliableDestination, queue_address
 from durable_sessions.reliable.calls import CALL_FORMAT, Call, call_action
 from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm import faults
