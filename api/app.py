@@ -23,6 +23,7 @@ from durable_sessions.hosting import composition
 from durable_sessions.hosting.apikeys import load_api_keys
 from durable_sessions.hosting.metrics import Metrics
 from durable_sessions.model.endpoints import Endpoint, Endpoints
+from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
 
@@ -93,6 +94,7 @@ def create_app(
         if endpoints is not None
         else [e for e, _ in composition.served_endpoints(settings)]
     )
+    reliable = composition.reliable_options(settings, known)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +115,11 @@ def create_app(
                         client=client,
                         metrics=metrics or Metrics(),
                         keys=keys,
+                        reliable=reliable,
+                        pending_channels={
+                            name: PendingChannels(o.settings.max_pending_channels)
+                            for name, o in reliable.items()
+                        },
                     )
                     yield
             finally:

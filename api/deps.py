@@ -19,6 +19,8 @@ from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.hosting.apikeys import key_matches
 from durable_sessions.hosting.metrics import Metrics
 from durable_sessions.model.endpoints import Endpoints
+from durable_sessions.reliable.options import EndpointOptions
+from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
 
@@ -37,6 +39,10 @@ class ControlPlane:
     client: Client
     metrics: Metrics
     keys: list[str]
+    reliable: dict[str, EndpointOptions]
+    """Per endpoint, its reliable-session settings (``DS_RELIABLE_SESSIONS``)."""
+    pending_channels: dict[str, PendingChannels]
+    """Per endpoint, its sequences this process has not yet accepted (WCF MaxPendingChannels)."""
 
 
 def control_plane(request: Request) -> ControlPlane:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -84,6 +85,12 @@ class Settings(BaseSettings):
         description="Silence after which a WS-RM sequence ends, with its session (WCF's "
         "InactivityTimeout); the same in every process.",
     )
+    reliable_sessions: str = Field(
+        "",
+        description="Reliable-session settings per endpoint, with WCF's names: "
+        "'endpoint:Name=value,Name=value;other:...' (e.g. 'calculator:MaxTransferWindowSize=16'); "
+        "the same in every process.",
+    )
     receive_retry_count: int = Field(5, ge=0, description="Immediate retries of a failing message.")
     max_retry_cycles: int = Field(2, ge=0, description="Further retry cycles after a delay.")
     retry_cycle_delay_s: float = Field(1800.0, ge=0, description="Delay between retry cycles.")
@@ -157,6 +164,14 @@ class Settings(BaseSettings):
     def service_paths(self) -> list[str]:
         """The ``module:Service[@endpoint[:binding]]`` entries of ``DS_SERVICES``."""
         return [s.strip() for s in self.services.split(",") if s.strip()]
+
+    def with_reliable_sessions(self, entries: Sequence[str]) -> Settings:
+        """These settings with ``entries`` (``endpoint:Name=value,...``, as given by
+        ``--reliable-session``) added to ``reliable_sessions``."""
+        if not entries:
+            return self
+        combined = ";".join(e for e in (self.reliable_sessions, *entries) if e.strip())
+        return self.model_copy(update={"reliable_sessions": combined})
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -19,14 +20,14 @@ from durable_sessions.errors import DurableSessionsError
 from durable_sessions.hosting.composition import (
     build_store,
     connect_broker,
-    reliable_settings,
+    reliable_options,
     served_endpoints,
     throttles,
 )
 from durable_sessions.hosting.logs import setup_logging
 from durable_sessions.hosting.metrics import Metrics
 from durable_sessions.model.endpoints import Binding
-from durable_sessions.reliable.amqp import AmqpReliableDestination
+from durable_sessions.reliable.amqp import AmqpReliableDestination, publish_envelope
 from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings, redact_url
 
@@ -41,20 +42,24 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT; the batch in progress finishes, nothing else is acked."""
     served = served_endpoints(settings, service_paths, endpoint, binding)
+    rm_options = reliable_options(settings, [e.name for e, _ in served])
     store = build_store(settings)
     try:
         await store.ping()
         broker = await connect_broker(settings)
         try:
+            wakeups = DestinationWakeups(
+                store,
+                {name: o.settings for name, o in rm_options.items()},
+                send=functools.partial(publish_envelope, broker),
+            )
             runtime = Runtime(
                 store,
                 broker,
                 served,
                 throttles=throttles(settings),
                 sweep_interval_s=settings.sweep_interval_s,
-                wakeups=DestinationWakeups(
-                    store, [e.name for e, _ in served], reliable_settings(settings)
-                ),
+                wakeups=wakeups,
                 relay_poll_interval_s=settings.outbox_poll_interval_s,
                 relay_lease_s=settings.outbox_lease_s,
                 singleton_lease_s=settings.singleton_lease_s,
@@ -73,7 +78,7 @@ async def serve(
                     store,
                     broker,
                     endpoint_,
-                    settings=reliable_settings(settings),
+                    options=rm_options[endpoint_.name],
                     relay=runtime.relay,
                 )
                 for endpoint_, _ in served
@@ -171,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             help=f"WCF's {wcf} per worker (default: DS_WORKER_MAX_CONCURRENT_{flag.upper()}, "
             f"else {default})",
         )
+    parser.add_argument(
+        "--reliable-session",
+        action="append",
+        default=[],
+        metavar="ENDPOINT:NAME=VALUE,...",
+        help="an endpoint's reliable-session settings, with WCF's names (repeatable; added to "
+        "DS_RELIABLE_SESSIONS)",
+    )
     arguments = parser.parse_args(argv)
     throttles = {
         f"worker_max_concurrent_{flag}": value
@@ -179,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     try:
         binding = Binding(arguments.binding) if arguments.binding else None
-        settings = Settings(**throttles)
+        settings = Settings(**throttles).with_reliable_sessions(arguments.reliable_session)
         run(settings, arguments.service, arguments.endpoint, binding)
     except DurableSessionsError as error:
         sys.exit(f"error: {error}")

@@ -16,11 +16,10 @@ from durable_sessions.errors import (
     MessageRejected,
     SessionError,
 )
-from durable_sessions.hosting.composition import reliable_settings
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.refusals import refusal
 from durable_sessions.wsrm.errors import EnvelopeRejected
-from durable_sessions.wsrm.faults import fault_envelope
 from durable_sessions.wsrm.messages import (
     AddressingFaultCode,
     Envelope,
@@ -91,21 +90,22 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
             (AddressingFaultCode.DESTINATION_UNREACHABLE,),
         )
         return _fault(fault, version, 404)
+    if inbound.rm_version is None:  # no WS-RM header tells: the endpoint's own version
+        version = plane.reliable[endpoint].settings.version
     host = ReliableSessionHost(
         plane.store,
         plane.endpoints[endpoint],
         CALL_FORMAT,
         address=str(request.url),
-        settings=reliable_settings(plane.settings),
+        settings=plane.reliable[endpoint].settings,
+        versions=plane.reliable[endpoint].versions,
         relay=plane.relay,
+        pending=plane.pending_channels[endpoint],
     )
     try:
         reply = await host.handle(inbound.envelope, version)
     except (MessageRejected, SessionError, ConfigurationError) as error:
-        fault = Fault(FaultCode.SENDER, str(error))
-        return _answer(
-            fault_envelope(fault, version, relates_to=inbound.envelope.message_id), version
-        )
+        return _answer(refusal(error, inbound.envelope, version), version)
     if reply is None:
         return Response(status_code=202)
     return _answer(reply, version)

@@ -28,6 +28,17 @@ DatabaseUrl = Annotated[
 ]
 
 
+ReliableSession = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reliable-session",
+        help="An endpoint's reliable-session settings, 'endpoint:Name=value,...' with WCF's "
+        "names (repeatable; added to DS_RELIABLE_SESSIONS).",
+        show_default=False,
+    ),
+]
+
+
 def _print_version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -91,13 +102,19 @@ def throttle_overrides(
 
 
 def load_settings(
-    database_url: str | None = None, overrides: Mapping[str, object] | None = None
+    database_url: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    reliable_sessions: list[str] | None = None,
 ) -> Settings:
-    """Settings from the environment, with command-line overrides."""
+    """Settings from the environment, with command-line overrides.
+
+    ``reliable_sessions`` (``--reliable-session``) are added to ``DS_RELIABLE_SESSIONS``.
+    """
     given = dict(overrides or {})
     if database_url:
         given["database_url"] = database_url
-    return Settings(**given)  # type: ignore[arg-type]
+    settings = Settings(**given)  # type: ignore[arg-type]
+    return settings.with_reliable_sessions(reliable_sessions or [])
 
 
 @app.command()
@@ -143,6 +160,7 @@ def worker(
     max_concurrent_calls: MaxConcurrentCalls = None,
     max_concurrent_sessions: MaxConcurrentSessions = None,
     max_concurrent_instances: MaxConcurrentInstances = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Consume an endpoint's queues and apply its messages, until SIGTERM or Ctrl-C."""
     from workers.main import run
@@ -150,18 +168,20 @@ def worker(
     throttles = throttle_overrides(
         max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
     )
-    run(load_settings(overrides=throttles), service or [], endpoint, binding)
+    settings = load_settings(overrides=throttles, reliable_sessions=reliable_session)
+    run(settings, service or [], endpoint, binding)
 
 
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
     from api.main import run
 
-    run(load_settings(), host, port)
+    run(load_settings(reliable_sessions=reliable_session), host, port)
 
 
 @app.command()
@@ -175,16 +195,21 @@ def up(
     max_concurrent_calls: MaxConcurrentCalls = None,
     max_concurrent_sessions: MaxConcurrentSessions = None,
     max_concurrent_instances: MaxConcurrentInstances = None,
+    reliable_session: ReliableSession = None,
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
+    from durable_sessions.hosting.composition import reliable_options, served_endpoints
     from durable_sessions.hosting.logs import setup_logging
 
     throttles = throttle_overrides(
         max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
     )
-    settings = load_settings(overrides=throttles)
+    settings = load_settings(overrides=throttles, reliable_sessions=reliable_session)
     setup_logging("up", settings.log_level)
+    # Refuse unusable reliable-session settings here, before any process starts.
+    served = served_endpoints(settings, service or [])
+    reliable_options(settings, [endpoint.name for endpoint, _ in served])
     asyncio.run(run_up(settings, port or settings.api_port, workers, service or [], throttles))
 
 

@@ -101,6 +101,8 @@ async def run_up(
     if services:
         env["DS_SERVICES"] = ",".join(services)
     env.update({f"DS_{name.upper()}": str(value) for name, value in (throttles or {}).items()})
+    if settings.reliable_sessions:
+        env["DS_RELIABLE_SESSIONS"] = settings.reliable_sessions
     supervisor = Supervisor(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

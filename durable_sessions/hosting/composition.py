@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from durable_sessions.broker.base import Broker
 from durable_sessions.broker.rabbitmq import RabbitBroker
@@ -24,6 +24,8 @@ from durable_sessions.model.endpoints import (
     ReceiveErrorHandling,
 )
 from durable_sessions.model.services import ServiceSpec, load_service
+from durable_sessions.reliable import options
+from durable_sessions.reliable.options import EndpointOptions
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
 from durable_sessions.store.sql.store import SqlStore
@@ -41,8 +43,24 @@ def poison_policy(settings: Settings) -> PoisonPolicy:
 
 
 def reliable_settings(settings: Settings) -> ReliableSessionSettings:
-    """The reliable-session settings (WCF's defaults but for what ``settings`` configures)."""
+    """The reliable-session settings every endpoint starts from (WCF's defaults but for
+    ``DS_RELIABLE_INACTIVITY_TIMEOUT_S``)."""
     return ReliableSessionSettings(inactivity_timeout=settings.reliable_inactivity_timeout_s)
+
+
+def reliable_options(settings: Settings, endpoints: Iterable[str]) -> dict[str, EndpointOptions]:
+    """Each endpoint's reliable-session settings: the common ones with its own of
+    ``DS_RELIABLE_SESSIONS`` applied; an endpoint named there must be one of ``endpoints``."""
+    names = list(endpoints)
+    configured = options.parse(settings.reliable_sessions)
+    unknown = sorted(set(configured) - set(names))
+    if unknown:
+        raise ConfigurationError(
+            f"reliable-session settings name {', '.join(map(repr, unknown))}, which this "
+            f"process does not serve (its endpoints: {', '.join(names) or 'none'})"
+        )
+    base = reliable_settings(settings)
+    return {name: options.endpoint_options(name, configured.get(name, {}), base) for name in names}
 
 
 def throttles(settings: Settings) -> Throttles:

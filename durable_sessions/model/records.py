@@ -343,8 +343,9 @@ class SequenceRecord:
     ``state`` is the engine's state as :func:`durable_sessions.wsrm.snapshot.dump` writes it:
     next message number, acknowledgement ranges, delivered-up-to, unacknowledged messages with
     their retry schedule, last message number, status. The other fields are kept beside it so
-    queries can use them: ``pending`` (a destination sequence not yet accepted by the
-    application, counted against ``max_pending_channels``), ``ended`` (terminated or faulted),
+    queries can use them: ``pending`` (a destination sequence that has delivered nothing to its
+    session yet; ``max_pending_channels`` counts in process, see
+    :mod:`durable_sessions.reliable.pending`), ``ended`` (terminated or faulted),
     ``create_message_id`` (the CreateSequence that made it, to answer a repeat the same way)
     and ``wake_at`` (when the engine next has something to do, None once ended). ``version``
     is the optimistic concurrency check, as on sessions.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -40,14 +41,15 @@ from durable_sessions.model.records import OutboxRecord, utcnow
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.client import DEFAULT_SEND_TIMEOUT_S, Link, ReliableClient
 from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.options import EndpointOptions
+from durable_sessions.reliable.refusals import refusal
+from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.store.base import Store
-from durable_sessions.wsrm import faults
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.messages import (
     WSA_ANONYMOUS,
     Envelope,
     Fault,
-    FaultCode,
     RMVersion,
     reply_address,
 )
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 ADDRESS_PREFIX = "amqp:/queues/"
 SOAP_HEADERS = {"content-type": "application/soap+xml; charset=utf-8"}
 DEFAULT_PREFETCH = 64
+TIMER_SLACK_S = 0.02
+"""How much later than its due time a scheduled wake-up runs (a timer may fire early)."""
 REPLY_QUEUE_PREFIX = "ds.wsrm.reply."
 
 
@@ -91,7 +95,13 @@ def _envelope_record(queue: str, envelope: Envelope, version: RMVersion) -> Outb
 
 
 class AmqpReliableDestination:
-    """Serves ``endpoint``'s WS-RM queue until :meth:`stop`; see the module docstring."""
+    """Serves ``endpoint``'s WS-RM queue until :meth:`stop`; see the module docstring.
+
+    ``options`` are the endpoint's reliable-session settings. Acknowledgements are batched for
+    their interval, as WCF's destination does for an addressable source: one falling due is
+    sent to AcksTo by a wake-up scheduled for that moment (the sweepers' wake-ups, given
+    :func:`publish_envelope` to send with, are the backstop).
+    """
 
     def __init__(
         self,
@@ -99,11 +109,12 @@ class AmqpReliableDestination:
         broker: Broker,
         endpoint: Endpoint,
         *,
-        settings: ReliableSessionSettings | None = None,
+        options: EndpointOptions | None = None,
         relay: OutboxRelay | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        options = options or EndpointOptions()
         self.broker = broker
         self.queue = endpoint.topology.wsrm_queue.name
         self.address = queue_address(self.queue)
@@ -112,13 +123,44 @@ class AmqpReliableDestination:
             endpoint,
             CALL_FORMAT,
             address=self.address,
-            settings=settings,
+            settings=options.settings,
+            versions=options.versions,
             relay=relay,
+            batch_acknowledgements=True,
+            on_ack_due=self._ack_due,
             clock=clock,
         )
+        self._wakeups = DestinationWakeups(
+            store,
+            {endpoint.name: options.settings},
+            send=functools.partial(publish_envelope, broker),
+        )
+        self._clock = clock
         self.prefetch = prefetch
         self._consumer: Consumer | None = None
         self._stopped = False
+        self._waking: set[asyncio.Task[bool]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def _ack_due(self, identifier: str, delay_s: float) -> None:
+        if identifier in self._timers:
+            return  # the acknowledgement due covers what arrived since
+
+        def wake() -> None:
+            del self._timers[identifier]
+            task = asyncio.create_task(self._wake(identifier))
+            self._waking.add(task)
+            task.add_done_callback(self._waking.discard)
+
+        loop = asyncio.get_running_loop()
+        self._timers[identifier] = loop.call_later(max(delay_s, 0.0) + TIMER_SLACK_S, wake)
+
+    async def _wake(self, identifier: str) -> bool:
+        try:
+            return await self._wakeups.wake(identifier, self._clock())
+        except StoreError as error:  # the sweeper wakes it later
+            log.warning("could not send the acknowledgement of %s yet: %s", identifier, error)
+            return False
 
     async def run(self) -> None:
         """Consume the WS-RM queue (declared with the endpoint's topology) until stopped."""
@@ -143,10 +185,17 @@ class AmqpReliableDestination:
             await consumer.close()
 
     async def stop(self) -> None:
-        """Stop consuming; envelopes not yet acknowledged go back to the queue."""
+        """Stop consuming; envelopes not yet acknowledged go back to the queue.
+
+        Acknowledgements not yet due are left to the sweepers.
+        """
         self._stopped = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._consumer is not None:
             await self._consumer.close()
+        await asyncio.gather(*self._waking, return_exceptions=True)
 
     async def _settle(self, consumer: Consumer, delivery: Delivery) -> None:
         """Handle one envelope, then acknowledge it, or dead-letter it if it is unreadable.
@@ -172,8 +221,7 @@ class AmqpReliableDestination:
         try:
             answer = await self.host.handle(request, version)
         except (MessageRejected, SessionError, ConfigurationError) as error:
-            fault = Fault(FaultCode.SENDER, str(error))
-            answer = faults.fault_envelope(fault, version, relates_to=request.message_id)
+            answer = refusal(error, request, version)
         except StoreError as error:
             log.warning("dropped a WS-RM envelope for its source to resend: %s", error)
             return True
@@ -185,15 +233,20 @@ class AmqpReliableDestination:
         to = answer.to
         if to is None or to == WSA_ANONYMOUS:
             to = reply_address(request, fault=isinstance(answer.body, Fault))
-        queue = address_queue(to)
-        if queue is None:
-            log.warning("cannot answer %s: %s is not an AMQP address", request.message_id, to)
-            return
-        record = _envelope_record(queue, dataclasses.replace(answer, to=to), version)
-        try:
-            await self.broker.publish([record])  # unconfirmed: the source asks again
-        except BrokerUnavailable as error:
-            log.warning("could not answer %s: %s", request.message_id, error)
+        await publish_envelope(self.broker, dataclasses.replace(answer, to=to), version)
+
+
+async def publish_envelope(broker: Broker, envelope: Envelope, version: RMVersion) -> None:
+    """Publish ``envelope`` to the AMQP address in its ``To``, unconfirmed: if it is lost, the
+    source asks again. An address that is not AMQP's is logged and skipped."""
+    queue = address_queue(envelope.to)
+    if queue is None:
+        log.warning("cannot send %s: %s is not an AMQP address", envelope.action, envelope.to)
+        return
+    try:
+        await broker.publish([_envelope_record(queue, envelope, version)])
+    except BrokerUnavailable as error:
+        log.warning("could not send %s to %s: %s", envelope.action, envelope.to, error)
 
 
 class AmqpReliableSessionClient(ReliableClient):

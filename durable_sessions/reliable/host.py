@@ -2,8 +2,10 @@
 
 A sequence maps onto one session of the endpoint's contract:
 
-- CreateSequence opens the session (refused with CreateSequenceRefused/ConnectionLimitReached
-  while ``max_pending_channels`` sequences wait for their first message). An offered sequence
+- CreateSequence opens the session, which accepts the sequence (refused with
+  CreateSequenceRefused/ConnectionLimitReached while ``max_pending_channels`` sequences of the
+  endpoint are being opened in this process, see :mod:`~durable_sessions.reliable.pending`;
+  idle sequences are accepted and hold no place). An offered sequence
   (Offer) becomes the source sequence that carries the replies of two-way operations.
 - Each application message is an operation call (:mod:`~durable_sessions.reliable.calls`). The
   engine delivers it exactly once, in message-number order, and it goes through the send path
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,12 +46,15 @@ from durable_sessions.model.records import (
     utcnow,
 )
 from durable_sessions.reliable.calls import Call, CallFormat, Reply, reply_action
+from durable_sessions.reliable.options import check_served
+from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.reliable.sequences import derived_id, ended, new_record, saved, seconds
 from durable_sessions.store.base import Store, UnitOfWork
 from durable_sessions.wsrm import faults, snapshot
 from durable_sessions.wsrm.actions import Action, Deliver, Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import DestinationSequenceState, ReliableDestination
 from durable_sessions.wsrm.messages import (
+    WSA_ANONYMOUS,
     CloseSequence,
     CreateSequence,
     Envelope,
@@ -92,10 +97,24 @@ class _Received:
     record: SequenceRecord
     state: DestinationSequenceState
     actions: list[Action]
+    acknowledge: bool
+    """Whether the answer carries the acknowledgement (else it waits for its interval)."""
 
 
 class ReliableSessionHost:
-    """Serves WS-RM envelopes for ``endpoint``; ``address`` is where peers send them."""
+    """Serves WS-RM envelopes for ``endpoint``; ``address`` is where peers send them.
+
+    ``settings`` must be ordered (:func:`~durable_sessions.reliable.options.check_served`);
+    ``versions`` are the WS-RM versions CreateSequence is accepted in (another is refused with
+    ActionNotSupported, as WCF's RM layer answers an action it does not know). ``pending``
+    counts the endpoint's sequences not yet accepted in this process; hosts made per request
+    (as over HTTP) share the endpoint's one. With ``batch_acknowledgements`` (a link on which
+    the destination can send unasked, such as AMQP) an acknowledgement waits for
+    ``acknowledgement_interval`` unless asked for (AckRequested, the last message), and
+    ``on_ack_due(identifier, delay_s)`` is told when one falls due, for it to be sent to AcksTo
+    then (:mod:`~durable_sessions.reliable.wakeups`); otherwise every answer carries it, as
+    WCF's responder does for an initiator it cannot address (HTTP).
+    """
 
     def __init__(
         self,
@@ -105,7 +124,11 @@ class ReliableSessionHost:
         *,
         address: str,
         settings: ReliableSessionSettings | None = None,
+        versions: Collection[RMVersion] = tuple(RMVersion),
         relay: OutboxRelay | None = None,
+        pending: PendingChannels | None = None,
+        batch_acknowledgements: bool = False,
+        on_ack_due: Callable[[str, float], None] | None = None,
         reply_wait_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -113,8 +136,12 @@ class ReliableSessionHost:
         self.endpoint = endpoint
         self.calls = calls
         self.address = address
-        # Sessions apply messages in seq order, so delivery into them is always ordered.
-        self.settings = dataclasses.replace(settings or ReliableSessionSettings(), ordered=True)
+        self.settings = settings or ReliableSessionSettings()
+        check_served(endpoint.name, self.settings)
+        self.versions = frozenset(versions)
+        self.pending = pending or PendingChannels(self.settings.max_pending_channels)
+        self.batch_acknowledgements = batch_acknowledgements
+        self.on_ack_due = on_ack_due
         self.relay = relay
         self.reply_wait_s = reply_wait_s
         self.clock = clock
@@ -157,8 +184,12 @@ class ReliableSessionHost:
             op = self.endpoint.contract.operation(call.operation)
             if not op.one_way:
                 return await self._reply(received, sequence.message_number, op, envelope)
+        if not received.acknowledge:
+            return None
+        acks_to = received.state.acks_to
         return Envelope(
             action=action_uri(RMAction.SEQUENCE_ACKNOWLEDGEMENT, engine.version),
+            to=None if acks_to == WSA_ANONYMOUS else acks_to,
             acknowledgements=(engine.acknowledgement(received.state),),
         )
 
@@ -173,49 +204,68 @@ class ReliableSessionHost:
         self, request: Envelope, body: CreateSequence, version: RMVersion
     ) -> Envelope | None:
         engine = self.destination(version)
+        if version not in self.versions:
+            fault = faults.action_not_supported(request.action)
+            to = reply_address(request, fault=True)
+            return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
         now = self.clock()
-        async with self.store.transaction() as uow:
-            if request.message_id is not None:
-                earlier = await uow.sequences.created_by(self.endpoint.name, request.message_id)
-                if earlier is not None:
-                    known = snapshot.load_destination(earlier.state)
-                    return engine.create_response(known, request, self.address)
-            offer = body.offer
-            if offer is not None and await uow.sequences.get(offer.identifier) is not None:
-                fault = faults.create_sequence_refused(OFFER_IN_USE)
-                to = reply_address(request, fault=True)
-                return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
-            identifier = uuid.uuid4().urn
-            pending = await uow.sequences.count_pending(self.endpoint.name)
-            state, actions = engine.create(
-                request,
-                identifier=identifier,
-                pending=pending,
-                address=self.address,
-                now=seconds(now),
+        # Pending until the transaction that opens its session ends: then it is accepted.
+        with self.pending.waiting() as pending:
+            if pending >= self.pending.limit:  # refused at once, without waiting for the store
+                return _answer(engine.refuse_busy(request, self.address))
+            async with self.store.transaction() as uow:
+                return await self._open(uow, engine, request, body, version, pending, now)
+
+    async def _open(
+        self,
+        uow: UnitOfWork,
+        engine: ReliableDestination,
+        request: Envelope,
+        body: CreateSequence,
+        version: RMVersion,
+        pending: int,
+        now: datetime,
+    ) -> Envelope | None:
+        if request.message_id is not None:
+            earlier = await uow.sequences.created_by(self.endpoint.name, request.message_id)
+            if earlier is not None:
+                known = snapshot.load_destination(earlier.state)
+                return engine.create_response(known, request, self.address)
+        offer = body.offer
+        if offer is not None and await uow.sequences.get(offer.identifier) is not None:
+            fault = faults.create_sequence_refused(OFFER_IN_USE)
+            to = reply_address(request, fault=True)
+            return faults.fault_envelope(fault, version, to=to, relates_to=request.message_id)
+        identifier = uuid.uuid4().urn
+        state, actions = engine.create(
+            request,
+            identifier=identifier,
+            pending=pending,
+            address=self.address,
+            now=seconds(now),
+        )
+        if state is not None:
+            session = await sending.open_session(
+                uow,
+                self.endpoint,
+                now,
+                inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
+                ttl_s=None,
+                labels={SEQUENCE_LABEL: identifier},
             )
-            if state is not None:
-                session = await sending.open_session(
-                    uow,
-                    self.endpoint,
-                    now,
-                    inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
-                    ttl_s=None,
-                    labels={SEQUENCE_LABEL: identifier},
+            await uow.sequences.add(
+                new_record(
+                    engine,
+                    state,
+                    identifier=identifier,
+                    endpoint=self.endpoint.name,
+                    now=now,
+                    session_id=session.id,
+                    create_message_id=request.message_id,
                 )
-                await uow.sequences.add(
-                    new_record(
-                        engine,
-                        state,
-                        identifier=identifier,
-                        endpoint=self.endpoint.name,
-                        now=now,
-                        session_id=session.id,
-                        create_message_id=request.message_id,
-                    )
-                )
-                if offer is not None:
-                    await self._add_offered(uow, request, offer.identifier, session.id, version)
+            )
+            if offer is not None:
+                await self._add_offered(uow, request, offer.identifier, session.id, version)
         return _answer(actions)
 
     async def _add_offered(
@@ -274,12 +324,26 @@ class ReliableSessionHost:
             state, actions = engine.receive(state, envelope, seconds(now))
             await self._apply(tx, record, actions)
             await self._acknowledge_replies(uow, envelope)
-            # The acknowledgement travels on this response, so none is due any more.
-            state = dataclasses.replace(state, ack_due_at=None)
+            acknowledge = self._acknowledges(state, actions, seconds(now))
+            if acknowledge:  # it travels on this answer, so none is due any more
+                state = dataclasses.replace(state, ack_due_at=None)
             record = await uow.sequences.update(saved(record, engine, state, now))
             if record.ended:
                 await end_offered(uow, state, now)
-        return _Received(record, state, actions)
+        if state.ack_due_at is not None and self.on_ack_due is not None:
+            self.on_ack_due(identifier, state.ack_due_at - seconds(now))
+        return _Received(record, state, actions, acknowledge)
+
+    def _acknowledges(
+        self, state: DestinationSequenceState, actions: list[Action], now: float
+    ) -> bool:
+        if not self.batch_acknowledgements:
+            return True
+        asked = any(
+            isinstance(a, Send) and a.envelope.body is None and a.envelope.acknowledgements
+            for a in actions
+        )
+        return asked or (state.ack_due_at is not None and state.ack_due_at <= now)
 
     async def _apply(
         self, tx: OutboxTransaction, record: SequenceRecord, actions: list[Action]

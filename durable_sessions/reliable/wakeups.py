@@ -3,7 +3,10 @@
 The destination engine has work that no incoming envelope triggers: a sequence whose source
 fell silent for ``inactivity_timeout`` ends (normally if every message was delivered, else
 with a SequenceTerminated fault, which terminates its session), and an acknowledgement held for
-``acknowledgement_interval`` falls due. Every stored sequence keeps that moment in ``wake_at``.
+``acknowledgement_interval`` falls due. Every stored sequence keeps that moment in ``wake_at``;
+each endpoint's own settings decide. What a wake-up sends (the due acknowledgement, the fault)
+goes, once its transaction has committed, to the ``send`` it was given (the AMQP binding's
+:func:`~durable_sessions.reliable.amqp.publish_envelope`); if it is lost, the source asks again.
 
 :meth:`DestinationWakeups.sweep` finds due sequences in a read-only snapshot, then wakes each in
 a transaction of its own that locks the sequence row and checks again that it is due, so
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from durable_sessions.model.records import SequenceRole
@@ -25,8 +28,9 @@ from durable_sessions.reliable.host import end_offered, end_session
 from durable_sessions.reliable.sequences import saved, seconds
 from durable_sessions.store.base import Store
 from durable_sessions.wsrm import snapshot
-from durable_sessions.wsrm.actions import Faulted, Terminated
+from durable_sessions.wsrm.actions import Faulted, Send, Terminated
 from durable_sessions.wsrm.destination import ReliableDestination
+from durable_sessions.wsrm.messages import WSA_ANONYMOUS, Envelope, RMVersion
 from durable_sessions.wsrm.settings import ReliableSessionSettings
 
 log = logging.getLogger(__name__)
@@ -38,24 +42,26 @@ WAKE_LIMIT = 200
 class DestinationWakeups:
     """Wakes the due destination sequences of ``endpoints``; see the module docstring.
 
-    ``settings`` must be those the endpoints' hosts use (their inactivity timeout decides).
+    ``endpoints`` maps each endpoint to the settings its hosts use (its inactivity timeout
+    and acknowledgement interval decide). ``send(envelope, version)`` sends what a wake-up
+    sends; without it nothing is (over HTTP it goes on the answer to the next request).
     """
 
     def __init__(
         self,
         store: Store,
-        endpoints: Collection[str],
-        settings: ReliableSessionSettings | None = None,
+        endpoints: Mapping[str, ReliableSessionSettings],
+        send: Callable[[Envelope, RMVersion], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
-        self.settings = settings or ReliableSessionSettings()
+        self.send = send
 
     async def sweep(self, now: datetime) -> int:
         """Wake every sequence due at ``now``; how many were woken."""
         async with self.store.snapshot() as uow:
             due = await uow.sequences.due(
-                SequenceRole.DESTINATION, now, WAKE_LIMIT, endpoints=self.endpoints
+                SequenceRole.DESTINATION, now, WAKE_LIMIT, endpoints=list(self.endpoints)
             )
         woken = 0
         for record in due:
@@ -72,11 +78,11 @@ class DestinationWakeups:
                 or record.ended
                 or record.wake_at is None
                 or record.wake_at > now
+                or record.endpoint not in self.endpoints
             ):
                 return False
-            engine = ReliableDestination(
-                dataclasses.replace(self.settings, version=record.rm_version)
-            )
+            settings = self.endpoints[record.endpoint]
+            engine = ReliableDestination(dataclasses.replace(settings, version=record.rm_version))
             state, actions = engine.wakeup(snapshot.load_destination(record.state), seconds(now))
             for action in actions:
                 if isinstance(action, Terminated | Faulted):
@@ -85,8 +91,15 @@ class DestinationWakeups:
             if record.ended:
                 await end_offered(uow, state, now)
         for action in actions:
-            if isinstance(action, Faulted):
+            if isinstance(action, Send):
+                await self._send(action.envelope, engine.version)
+            elif isinstance(action, Faulted):
                 log.info("sequence %s faulted: %s", identifier, action.fault.reason)
             elif isinstance(action, Terminated):
                 log.info("sequence %s ended after its source fell silent", identifier)
         return True
+
+    async def _send(self, envelope: Envelope, version: RMVersion) -> None:
+        # To an anonymous AcksTo it can only go on the answer to the next request.
+        if self.send is not None and envelope.to not in (None, WSA_ANONYMOUS):
+            await self.send(envelope, version)

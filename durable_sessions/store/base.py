@@ -285,10 +285,6 @@ class SequenceRepository(ABC):
         """The destination sequence of ``endpoint`` that CreateSequence ``message_id`` made."""
 
     @abstractmethod
-    async def count_pending(self, endpoint: str) -> int:
-        """How many destination sequences of ``endpoint`` are pending."""
-
-    @abstractmethod
     async def due(
         self,
         role: SequenceRole,

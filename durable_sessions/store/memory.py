@@ -439,14 +439,6 @@ class _Sequences(SequenceRepository):
                 return sequence
         return None
 
-    async def count_pending(self, endpoint: str) -> int:
-        self._w.check()
-        return sum(
-            1
-            for s in self._w.tables.sequences.values()
-            if s.endpoint == endpoint and s.role is SequenceRole.DESTINATION and s.pending
-        )
-
     async def due(
         self,
         role: SequenceRole,

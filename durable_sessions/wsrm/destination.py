@@ -8,7 +8,8 @@ message after a gap is held until the gap fills; messages beyond the transfer wi
 ``max_transfer_window_size`` past the last contiguous one) are silently dropped for the source to
 resend; acknowledgements are batched for ``acknowledgement_interval`` unless asked for, carry
 ``netrm:BufferRemaining`` under flow control and ``Final`` once closed (1.1); silence for
-``inactivity_timeout`` terminates the sequence with a SequenceTerminated fault; more than
+``inactivity_timeout`` terminates the sequence with a SequenceTerminated fault; a message to a
+terminated sequence gets an UnknownSequence fault; more than
 ``max_pending_channels`` sequences awaiting the application refuse CreateSequence.
 """
 
@@ -90,7 +91,7 @@ class DestinationSequenceState:
     ``received`` is every message number seen (what acknowledgements report);
     ``delivered_up_to`` the end of the contiguous run handed to the application; ``held`` the
     messages received beyond a gap (ordered sessions). ``accepted`` turns true when the first
-    message is delivered: until then the sequence counts against ``max_pending_channels``.
+    message is delivered (the host counts pending sequences for ``max_pending_channels``).
     ``create_message_id`` lets a repeated CreateSequence get the same answer; ``offer`` is the
     reverse sequence the source offered (and was accepted).
     """
@@ -111,7 +112,7 @@ class DestinationSequenceState:
 
     @property
     def pending(self) -> bool:
-        """Whether the sequence still waits for the application (counts as a pending channel)."""
+        """Whether the sequence is open and has delivered nothing to the application yet."""
         return not self.accepted and self.status is DestinationStatus.OPEN
 
     @property
@@ -141,20 +142,15 @@ class ReliableDestination:
     ) -> tuple[DestinationSequenceState | None, list[Action]]:
         """Answer a CreateSequence: a new sequence ``identifier``, or a refusal (None).
 
-        ``pending`` is how many sequences of this endpoint are pending (see
-        :attr:`DestinationSequenceState.pending`); ``address`` is this endpoint's address.
+        ``pending`` is how many sequences of this endpoint wait to be accepted (WCF's pending
+        channels of a listener); ``address`` is this endpoint's address.
         A repeated CreateSequence (same message id) must get :meth:`create_response` instead.
         """
         body = request.body
         if not isinstance(body, CreateSequence):
             raise TypeError("create() needs an envelope whose body is a CreateSequence")
         if pending >= self.settings.max_pending_channels:
-            fault = faults.connection_limit_reached(address)
-            to = reply_address(request, fault=True)
-            envelope = faults.fault_envelope(
-                fault, self.version, to=to, relates_to=request.message_id
-            )
-            return None, [Send(envelope)]
+            return None, self.refuse_busy(request, address)
         state = DestinationSequenceState(
             identifier,
             body.acks_to.address,
@@ -163,6 +159,14 @@ class ReliableDestination:
             offer=body.offer,
         )
         return self._finish(state, [Send(self.create_response(state, request, address))])
+
+    def refuse_busy(self, request: Envelope, address: str) -> list[Action]:
+        """Refuse CreateSequence ``request``: ``max_pending_channels`` sequences wait already."""
+        fault = faults.connection_limit_reached(address)
+        to = reply_address(request, fault=True)
+        return [
+            Send(faults.fault_envelope(fault, self.version, to=to, relates_to=request.message_id))
+        ]
 
     def create_response(
         self, state: DestinationSequenceState, request: Envelope, address: str
@@ -191,6 +195,9 @@ class ReliableDestination:
             identifier = envelope.ack_requested[0].identifier
         if identifier is None:
             return []
+        return self._unknown(identifier, envelope)
+
+    def _unknown(self, identifier: str, envelope: Envelope) -> list[Action]:
         fault = faults.unknown_sequence(identifier)
         to = reply_address(envelope, fault=True)
         return [
@@ -205,10 +212,15 @@ class ReliableDestination:
         if not self._concerns(state, envelope):
             return state, []
         if state.status is DestinationStatus.TERMINATED:
-            # Answer a repeated Close/Terminate whose response was lost; ignore stragglers.
-            if self._has_responses and isinstance(body, CloseSequence | TerminateSequence):
+            # Answer a repeated Close/Terminate whose response was lost; anything else is about
+            # a sequence that no longer exists, as WCF answers it: UnknownSequence.
+            if isinstance(body, CloseSequence | TerminateSequence):
+                if not self._has_responses:
+                    return state, []
                 return state, [Send(self._closing_response(state, envelope))]
-            return state, []
+            if isinstance(body, Fault):
+                return state, []
+            return state, self._unknown(state.identifier, envelope)
         if state.status is DestinationStatus.FAULTED:
             if isinstance(body, Fault) or state.fault is None:
                 return state, []

@@ -2,7 +2,8 @@
 
 Reason texts are WCF's resource strings where ``reference/wcf-semantics.md`` gives them (inactivity,
 retry count, connection limit, abort, sequence closed) and the WS-RM specification's otherwise,
-which WCF also uses (e.g. UnknownSequence).
+which WCF also uses (e.g. UnknownSequence). Two faults of WCF's dispatcher answer calls it
+refuses: ActionNotSupported (a WS-Addressing fault) and SessionTerminated.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from durable_sessions.wsrm.messages import (
     Fault,
     FaultCode,
     NetRMFaultCode,
+    QName,
     RMAction,
     RMFaultCode,
     RMVersion,
@@ -41,6 +43,26 @@ LAST_MESSAGE_NUMBER_EXCEEDED = (
     "The value for wsrm:MessageNumber exceeds the value of the MessageNumber accompanying a "
     "LastMessage element in this Sequence."
 )
+
+ACTION_NOT_SUPPORTED = (
+    "The message with Action '{0}' cannot be processed at the receiver, due to a ContractFilter "
+    "mismatch at the EndpointDispatcher. This may be because of either a contract mismatch "
+    "(mismatched Actions between sender and receiver) or a binding/security mismatch between the "
+    "sender and the receiver.  Check that sender and receiver have the same contract and the same "
+    "binding (including security requirements, e.g. Message, Transport, None)."
+)
+CHANNEL_TERMINATED = (
+    "An operation marked as IsTerminating has already been invoked on this channel, causing the "
+    "channel's connection to terminate. No more operations may be invoked on this channel. Please "
+    "re-create the channel to continue communication."
+)
+DISPATCHER_NAMESPACE = (
+    "http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher"
+)
+"""The namespace of WCF's dispatcher fault codes (SessionTerminated)."""
+DISPATCHER_FAULT_ACTION = f"{DISPATCHER_NAMESPACE}/fault"
+"""The action of WCF's dispatcher faults."""
+SESSION_TERMINATED = QName(DISPATCHER_NAMESPACE, "SessionTerminated")
 
 
 def timespan(seconds: float) -> str:
@@ -149,9 +171,25 @@ def connection_limit_reached(endpoint: str) -> Fault:
     )
 
 
+def action_not_supported(action: str) -> Fault:
+    """ActionNotSupported: no operation of the contract takes ``action`` (here, or here first)."""
+    return Fault(
+        FaultCode.SENDER,
+        ACTION_NOT_SUPPORTED.format(action),
+        (AddressingFaultCode.ACTION_NOT_SUPPORTED,),
+    )
+
+
+def session_terminated(reason: str = CHANNEL_TERMINATED) -> Fault:
+    """SessionTerminated: the session takes no more calls (its terminating operation was called)."""
+    return Fault(FaultCode.SENDER, reason, (SESSION_TERMINATED,))
+
+
 def fault_action(fault: Fault, version: RMVersion) -> str:
     """The action a fault travels with: WS-RM's fault action (1.1) or WCF's choices otherwise."""
     first = fault.subcodes[0] if fault.subcodes else None
+    if first == SESSION_TERMINATED:
+        return DISPATCHER_FAULT_ACTION
     if isinstance(first, RMFaultCode):
         if version is RMVersion.WSRM_1_1:
             return action_uri(RMAction.FAULT, version)

@@ -33,7 +33,8 @@ class ReliableSessionSettings:
     - ``max_retry_count``: retransmissions of one message before the sequence faults.
     - ``max_transfer_window_size``: unacknowledged messages the source may have outstanding, and
       messages the destination buffers ahead of a gap; later ones are dropped.
-    - ``ordered``: deliver in message-number order (else as they arrive, still exactly once).
+    - ``ordered``: deliver in message-number order (else as they arrive, still exactly once);
+      an endpoint refuses False, since its sessions apply in order (``reliable.options``).
     - ``version``: the WS-RM version spoken (WCF's default is February 2005).
     - ``initial_retry_interval``: first retransmission delay, doubled after each retry. Not a WCF
       setting: WCF starts near 1 s and adapts it to the measured round trip.

@@ -34,6 +34,7 @@ from durable_sessions.reliable.wakeups import DestinationWakeups
 from durable_sessions.settings import Settings
 from durable_sessions.store.memory import MemoryStore
 from durable_sessions.store.sql import SqlStore
+from durable_sessions.wsrm.settings import ReliableSessionSettings
 from tests.services import BROKER_URL, require
 from tests.stacks import delete_topology
 
@@ -120,7 +121,7 @@ async def reliable_sessions(request: pytest.FixtureRequest) -> AsyncIterator[Nam
         [(endpoint, spec)],
         sweep_interval_s=0.05,
         relay_poll_interval_s=0.05,
-        wakeups=DestinationWakeups(store, [endpoint.name]),
+        wakeups=DestinationWakeups(store, {endpoint.name: ReliableSessionSettings()}),
     )
     app = create_app(settings, endpoints=[endpoint], store=store, broker=node.connect())
     port = _free_port()

@@ -12,7 +12,7 @@ from api.app import create_app
 from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.engine.runtime import Runtime
 from durable_sessions.examples.calculator import CalculatorService
-from durable_sessions.hosting.composition import reliable_settings
+from durable_sessions.hosting.composition import reliable_options
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.services import service_of
 from durable_sessions.reliable.wakeups import DestinationWakeups
@@ -30,26 +30,30 @@ async def calculator_app(
     tmp_path: Path,
     *,
     inactivity_timeout_s: float = 600.0,
+    reliable_sessions: str = "",
     network: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of a running control plane whose workers serve ``calculator``.
 
-    ``inactivity_timeout_s`` is the WS-RM inactivity timeout of both; ``network`` wraps the
-    way to the application (to lose or change what travels).
+    ``inactivity_timeout_s`` is the WS-RM inactivity timeout of both, ``reliable_sessions``
+    their ``DS_RELIABLE_SESSIONS``; ``network`` wraps the way to the application (to lose or
+    change what travels).
     """
     served = [(Endpoint.for_service(service_of(CalculatorService)), service_of(CalculatorService))]
     settings = Settings(
         api_keys=KEY,  # type: ignore[arg-type]
         api_keys_file=str(tmp_path / "keys"),
         reliable_inactivity_timeout_s=inactivity_timeout_s,
+        reliable_sessions=reliable_sessions,
     )
+    reliable = reliable_options(settings, [e.name for e, _ in served])
     runtime = Runtime(
         store,
         node.connect(),
         served,
         sweep_interval_s=0.02,
         relay_poll_interval_s=0.02,
-        wakeups=DestinationWakeups(store, [e.name for e, _ in served], reliable_settings(settings)),
+        wakeups=DestinationWakeups(store, {name: o.settings for name, o in reliable.items()}),
     )
     app = create_app(settings, endpoints=[e for e, _ in served], store=store, broker=node.connect())
     transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))

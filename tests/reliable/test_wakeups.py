@@ -95,7 +95,7 @@ async def test_concurrent_sweepers_wake_a_due_sequence_once(store: Store, tmp_pa
         await post(http, doc.call(version, identifier, 1, "clear"))
         settings = ReliableSessionSettings(inactivity_timeout=600.0)
         later = utcnow() + timedelta(seconds=601)
-        sweepers = [DestinationWakeups(store, ["calculator"], settings) for _ in range(3)]
+        sweepers = [DestinationWakeups(store, {"calculator": settings}) for _ in range(3)]
         woken = await asyncio.gather(*(s.sweep(later) for s in sweepers))
         assert sorted(woken) == [0, 0, 1]
         assert await sweepers[0].sweep(later) == 0
@@ -112,5 +112,6 @@ async def test_sequences_of_endpoints_not_served_are_left_alone(
     async with calculator_app(store, MemoryNode(), tmp_path) as http:
         identifier = await create(http, RMVersion.WSRM_1_1, "urn:uuid:offer-other")
         later = utcnow() + timedelta(seconds=601)
-        assert await DestinationWakeups(store, ["another-endpoint"]).sweep(later) == 0
+        other = {"another-endpoint": ReliableSessionSettings()}
+        assert await DestinationWakeups(store, other).sweep(later) == 0
         assert not (await sequence(store, identifier)).ended

@@ -120,18 +120,6 @@ async def test_created_by_finds_the_sequence_of_a_create_request(store: Store) -
         assert await uow.sequences.created_by("other", "urn:uuid:m1") is None
 
 
-async def test_count_pending_counts_pending_destinations_of_an_endpoint(store: Store) -> None:
-    async with store.transaction() as uow:
-        await uow.sequences.add(make_sequence(pending=True))
-        await uow.sequences.add(make_sequence(pending=True))
-        await uow.sequences.add(make_sequence(pending=False))
-        await uow.sequences.add(make_sequence(pending=True, endpoint="other"))
-        await uow.sequences.add(make_sequence(pending=True, role=SequenceRole.SOURCE))
-    async with store.snapshot() as uow:
-        assert await uow.sequences.count_pending("calculator") == 2
-        assert await uow.sequences.count_pending("nowhere") == 0
-
-
 async def test_due_lists_live_sequences_of_a_role_by_wake_time(store: Store) -> None:
     late = make_sequence(wake_at=T0 + timedelta(seconds=2))
     early = make_sequence(wake_at=T0 + timedelta(seconds=1))

@@ -329,7 +329,12 @@ def test_ws_rm_1_1_close_then_terminate() -> None:
     assert done.body == TerminateSequenceResponse(SEQ)
     assert done.relates_to == "urn:uuid:term"
     assert sends(destination.receive(state, terminate, 5.0)[1]) == [done]
-    assert destination.receive(state, message(1), 5.0) == (state, [])
+    # The sequence is gone: anything else about it is answered as WCF does, UnknownSequence.
+    after, actions = destination.receive(state, message(1), 5.0)
+    assert after == state
+    (unknown,) = sends(actions)
+    assert unknown.body == faults.unknown_sequence(SEQ)
+    validate(codec.encode(unknown, V11))
 
 
 def test_close_with_a_last_number_below_what_was_received_is_a_protocol_fault() -> None:

@@ -14,6 +14,7 @@ from durable_sessions.wsrm.messages import (
     Envelope,
     Fault,
     FaultCode,
+    QName,
     RMAction,
     RMFaultCode,
     RMVersion,
@@ -76,6 +77,33 @@ def test_fault_actions_follow_the_version() -> None:
     )
 
 
+def test_wcf_dispatcher_faults_for_refused_calls() -> None:
+    """WCF's ActionNotSupported and SessionTerminated: codes, texts and actions."""
+    refused = faults.action_not_supported("urn:app/launch")
+    assert (refused.code, refused.subcodes) == (
+        FaultCode.SENDER,
+        (AddressingFaultCode.ACTION_NOT_SUPPORTED,),
+    )
+    assert refused.reason.startswith(
+        "The message with Action 'urn:app/launch' cannot be processed at the receiver, due to a "
+        "ContractFilter mismatch at the EndpointDispatcher. This may be because"
+    )
+    assert faults.fault_action(refused, RMVersion.WSRM_2005_02) == WSA_FAULT_ACTION
+    ended = faults.session_terminated()
+    dispatcher = (
+        "http://schemas.microsoft.com/net/2005/12/windowscommunicationfoundation/dispatcher"
+    )
+    assert (ended.code, ended.subcodes) == (
+        FaultCode.SENDER,
+        (QName(dispatcher, "SessionTerminated"),),
+    )
+    assert ended.reason.startswith(
+        "An operation marked as IsTerminating has already been invoked on this channel"
+    )
+    for version in RMVersion:
+        assert faults.fault_action(ended, version) == f"{dispatcher}/fault"
+
+
 def test_reply_address_prefers_fault_to_then_reply_to() -> None:
     request = Envelope("urn:x", reply_to=EndpointReference("http://r"))
     assert reply_address(request) == "http://r"
@@ -111,6 +139,8 @@ def test_every_standard_fault_is_a_valid_envelope(version: RMVersion) -> None:
         faults.message_number_rollover("urn:s"),
         faults.create_sequence_refused(),
         faults.connection_limit_reached("http://host/svc"),
+        faults.action_not_supported("urn:app/op"),
+        faults.session_terminated(),
     ]
     if version is RMVersion.WSRM_1_1:
         made += [faults.sequence_closed("urn:s"), faults.wsrm_required()]

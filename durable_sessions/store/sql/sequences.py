@@ -76,19 +76,6 @@ class SqlSequences(SequenceRepository):
         row = (await self._w.execute(query.limit(1))).first()
         return None if row is None else _sequence(row)
 
-    async def count_pending(self, endpoint: str) -> int:
-        t = self._t
-        query = (
-            sa.select(sa.func.count())
-            .select_from(t)
-            .where(
-                t.c.endpoint == endpoint,
-                t.c.role == SequenceRole.DESTINATION,
-                t.c.pending.is_(True),
-            )
-        )
-        return int((await self._w.execute(query)).scalar_one())
-
     async def due(
         self,
         role: SequenceRole,
