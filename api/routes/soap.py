@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from api.auth import needs
 from api.deps import Plane
 from durable_sessions.errors import (
     ConfigurationError,
@@ -17,6 +18,7 @@ from durable_sessions.errors import (
     SessionError,
 )
 from durable_sessions.hosting.composition import reliable_settings
+from durable_sessions.model.access import Permission
 from durable_sessions.reliable.calls import CALL_FORMAT
 from durable_sessions.reliable.host import ReliableSessionHost
 from durable_sessions.wsrm.errors import EnvelopeRejected
@@ -68,6 +70,7 @@ async def _read(request: Request) -> bytes | None:
         200: {"content": {SOAP_MEDIA_TYPE: {}}, "description": "The answer envelope."},
         202: {"description": "Accepted; nothing to answer."},
     },
+    dependencies=[needs(Permission.SEND)],
 )
 async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
     """Process one WS-RM envelope (February 2005 or 1.1) for ``endpoint``'s sessions."""
