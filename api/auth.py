@@ -14,6 +14,7 @@ every control plane.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
@@ -30,10 +31,19 @@ from durable_sessions.hosting.apikeys import (
     key_prefix,
     token_session,
 )
-from durable_sessions.model.access import Permission, Principal, Role, SessionLike, allows
+from durable_sessions.model.access import (
+    ROLE_PERMISSIONS,
+    Permission,
+    Principal,
+    Role,
+    SessionLike,
+    allows,
+)
 from durable_sessions.model.records import SessionRecord, utcnow
 
 __all__ = ["Caller", "Principal", "allows", "authenticate", "needs", "require"]
+
+log = logging.getLogger("durable_sessions.api.auth")
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -48,6 +58,15 @@ _INVALID = "the bearer key is not valid"
 
 async def authenticate(request: Request, plane: Plane, credentials: Credentials) -> Principal:
     """The caller of ``Authorization: Bearer <key or session token>``, or 401."""
+    try:
+        return await _authenticate(plane, credentials)
+    except HTTPException as refused:
+        # The log names the request and the reason, never the credential.
+        log.info("unauthenticated %s %s: %s", request.method, request.url.path, refused.detail)
+        raise
+
+
+async def _authenticate(plane: ControlPlane, credentials: Credentials) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "send 'Authorization: Bearer <key>' (see DS_API_KEYS)")
     given = credentials.credentials
@@ -152,18 +171,25 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
             return caller
         contract, session = await _subject(request, plane)
         if not allows(caller, permission, contract=contract, session=session):
-            raise AccessDenied(_refusal(caller, permission))
+            detail = _refusal(caller, permission)
+            log.info("forbidden %s %s: %s", request.method, request.url.path, detail)
+            raise AccessDenied(detail)
         return caller
 
     return check
 
 
 def _refusal(caller: Principal, permission: Permission) -> str:
+    action = permission.replace("_", " ")
     if caller.role is Role.SESSION:
-        return f"a session token may only {permission} its own session"
-    scope = f" scoped to contract {caller.contract!r}" if caller.contract else ""
-    own = " (a sender acts only on the sessions it opened)" if caller.role is Role.SENDER else ""
-    return f"key {caller.name!r} ({caller.role}{scope}) may not {permission} here{own}"
+        return f"a session token may {action} its own session only"
+    scope = f", scoped to contract {caller.contract!r}" if caller.contract else ""
+    who = f"key {caller.name!r} ({caller.role}{scope})"
+    if permission not in ROLE_PERMISSIONS[caller.role]:
+        return f"{who} may not {action}"
+    if caller.role is Role.SENDER:
+        return f"{who} may {action} only on the sessions it opened{scope and ' of that contract'}"
+    return f"{who} may {action} only on that contract"
 
 
 async def require_key_off_loopback(

@@ -200,7 +200,7 @@ async def test_a_reader_reads_and_changes_nothing(plane: Plane, admin: httpx.Asy
         ]
         for refused in refusals:
             body = assert_refused(refused)
-            assert "'ci' (reader)" in body["detail"]
+            assert "key 'ci' (reader) may not" in body["detail"]
         assert await contents(plane.store) == before
 
 
@@ -254,7 +254,7 @@ async def test_a_sender_drives_only_the_sessions_it_opened(
                 await mine.post(f"/v1/sessions/{victim}/terminate"),
             ]:
                 body = assert_refused(refused)
-                assert "sessions it opened" in body["detail"]
+                assert "only on the sessions it opened" in body["detail"]
         for refused in [
             await mine.get("/v1/sessions"),
             await mine.get("/v1/dead-letters"),
@@ -286,7 +286,7 @@ async def test_a_scoped_key_acts_on_its_contract_only(
             await ops.post("/v1/endpoints/tally/resume", json={"action": "retry"}),
         ]:
             body = assert_refused(refused)
-            assert "scoped to contract 'Calculator'" in body["detail"]
+            assert "scoped to contract 'Calculator')" in body["detail"]
         assert await contents(plane.store) == before
         assert (await ops.post(f"/v1/sessions/{calc}/terminate")).status_code == 200
 
