@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from api.app import create_app
 from durable_sessions.broker.memory import MemoryNode
@@ -368,12 +367,24 @@ async def test_a_session_token_dies_when_its_session_closes_or_expires(
 # --- every route ---------------------------------------------------------------------------
 
 
-async def test_every_v1_route_declares_the_permission_it_needs(plane: Plane) -> None:
-    undeclared = []
-    for route in plane.app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith("/v1"):
-            continue
-        calls = {getattr(d.call, "__qualname__", "") for d in route.dependant.dependencies}
-        if "require.<locals>.check" not in calls:
-            undeclared.append(route.path)
-    assert undeclared == []
+async def test_every_v1_route_checks_the_caller(plane: Plane, admin: httpx.AsyncClient) -> None:
+    """A token of another session may do nothing anywhere: a route that answers it anything but
+    403 does not declare the permission it needs."""
+    other = (await open_session(admin))["id"]
+    stranger = (await open_session(admin))["session_token"]
+    values = {"session_id": other, "seq": "1", "message_id": "m", "dead_letter_id": "d"}
+    values |= {"name": "calculator", "endpoint": "calculator"}
+    paths = (await admin.get("/openapi.json")).json()["paths"]
+    answers = {}
+    before = await contents(plane.store)
+    async with plane.client(stranger) as http:
+        for template, operations in paths.items():
+            if not template.startswith("/v1"):
+                continue
+            path = template.format(**values)
+            for method in operations:
+                response = await http.request(method, path, json={})
+                answers[f"{method.upper()} {template}"] = response.status_code
+    assert len(answers) >= 20
+    assert {route: status for route, status in answers.items() if status != 403} == {}
+    assert await contents(plane.store) == before
