@@ -20,6 +20,7 @@ from durable_sessions.model.records import (
     SESSION_SEND_FIELDS,
     SESSION_STATE_FIELDS,
     DeadLetterRecord,
+    KeyRecord,
     LeaseRecord,
     ListenerFault,
     MessageRecord,
@@ -32,6 +33,7 @@ from durable_sessions.model.records import (
 from durable_sessions.store.base import (
     DeadLetterQuery,
     DeadLetterRepository,
+    KeyRepository,
     LeaseRepository,
     ListenerFaultRepository,
     MessageRepository,
@@ -59,6 +61,7 @@ class _Tables:
     listener_faults: dict[str, ListenerFault] = dataclasses.field(default_factory=dict)
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
+    keys: dict[str, KeyRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -479,6 +482,37 @@ class _Leases(LeaseRepository):
             del table[name]
 
 
+class _Keys(KeyRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def add(self, key: KeyRecord) -> None:
+        table: dict[str, KeyRecord] = self._w.table("keys")
+        if key.name in table or any(k.prefix == key.prefix for k in table.values()):
+            raise self._w.fail(UniquenessViolation(f"a key named {key.name!r} already exists"))
+        table[key.name] = key
+
+    async def get(self, name: str) -> KeyRecord | None:
+        self._w.check()
+        return self._w.tables.keys.get(name)
+
+    async def by_prefix(self, prefix: str) -> KeyRecord | None:
+        self._w.check()
+        return next((k for k in self._w.tables.keys.values() if k.prefix == prefix), None)
+
+    async def all(self) -> list[KeyRecord]:
+        self._w.check()
+        return sorted(self._w.tables.keys.values(), key=lambda k: k.name)
+
+    async def used(self, name: str, at: datetime) -> None:
+        table: dict[str, KeyRecord] = self._w.table("keys")
+        if name in table:
+            table[name] = dataclasses.replace(table[name], last_used_at=at)
+
+    async def remove(self, name: str) -> bool:
+        return self._w.table("keys").pop(name, None) is not None
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -489,6 +523,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.listener_faults = _ListenerFaults(work)
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
+        self.keys = _Keys(work)
 
 
 class MemoryStore(Store):
