@@ -24,6 +24,7 @@ from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
 from durable_sessions.hosting.apikeys import load_api_keys
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.session_secret import load_session_secret
 from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
@@ -95,6 +96,8 @@ def create_app(
         if endpoints is not None
         else [e for e, _ in composition.served_endpoints(settings)]
     )
+    # Read (or generated) only where an endpoint requires the security session.
+    secret = load_session_secret(settings) if any(e.signed for e in known.values()) else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +118,7 @@ def create_app(
                         client=client,
                         metrics=metrics or Metrics(),
                         keys=configured,
+                        session_secret=secret,
                     )
                     yield
             finally:

@@ -33,6 +33,8 @@ class ControlPlane:
     metrics: Metrics
     keys: list[str]
     """The configured admin keys (``DS_API_KEYS`` and the key file); stored keys are looked up."""
+    session_secret: bytes | None = None
+    """The server secret of the security session; None when no endpoint here requires it."""
 
 
 def control_plane(request: Request) -> ControlPlane:
