@@ -1,13 +1,19 @@
 """The security session through the real application: signed sends, and every refusal.
 
 Each refusal is checked to have changed nothing in the store: sessions (watermarks, counters),
-their messages, dead letters and the outbox are read before and after.
+their messages, dead letters and the outbox are read before and after. Keys and signatures are
+computed here by hand, as docs/security.md defines them, so a client in any language can
+follow the same steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
+import json
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +29,8 @@ from durable_sessions import SessionMode, contract, operation, service
 from durable_sessions.broker.memory import MemoryNode
 from durable_sessions.engine.runtime import Runtime
 from durable_sessions.examples.calculator import CalculatorService
-from durable_sessions.model import signatures
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.services import service_of
-from durable_sessions.remote import RemoteClient
 from durable_sessions.settings import Settings
 from durable_sessions.store.memory import MemoryStore
 from durable_sessions.wsrm.messages import Fault, RMVersion
@@ -97,6 +101,13 @@ def key_of(opened: dict[str, Any]) -> bytes:
     return base64.b64decode(key)
 
 
+def session_key(secret: bytes, sid: str) -> bytes:
+    """HKDF-SHA256 (RFC 5869) with no salt, info ``durable-sessions session key v1|<id>``."""
+    prk = hmac.new(bytes(32), secret, hashlib.sha256).digest()
+    info = b"durable-sessions session key v1|" + sid.encode()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
 def header(
     key: bytes,
     sid: str,
@@ -107,16 +118,13 @@ def header(
     at: float | None = None,
     nonce: str | None = None,
 ) -> str:
-    signed = signatures.sign(
-        key,
-        sid,
-        mid,
-        operation,
-        {"amount": 5} if args is None else args,
-        time.time() if at is None else at,
-        nonce,
-    )
-    return signed.header()
+    given = {"amount": 5} if args is None else args
+    t = int(time.time() if at is None else at)
+    n = nonce or secrets.token_urlsafe(18)
+    canonical = json.dumps(given, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    form = "\n".join(["DS-Signature-v1", sid, mid, operation, canonical, str(t), n])
+    mac = hmac.new(key, form.encode(), hashlib.sha256).digest()
+    return f"t={t},n={n},s={base64.b64encode(mac).decode()}"
 
 
 async def post(
@@ -138,7 +146,7 @@ async def test_open_returns_the_session_key_derived_from_the_secret(
     admin: httpx.AsyncClient,
 ) -> None:
     opened = await open_vault(admin)
-    assert key_of(opened) == signatures.session_key(SECRET.encode(), opened["id"])
+    assert key_of(opened) == session_key(SECRET.encode(), opened["id"])
     shown = (await admin.get(f"/v1/sessions/{opened['id']}")).json()
     assert "session_key" not in shown  # shown once, at open
     plain = await admin.post("/v1/sessions", json={"contract": "Calculator"})
@@ -278,6 +286,8 @@ async def test_a_signed_endpoint_takes_no_datagram(plane: Plane, admin: httpx.As
 
 
 async def test_the_remote_client_signs_by_itself(plane: Plane) -> None:
+    from durable_sessions.remote import RemoteClient
+
     transport = httpx.ASGITransport(app=plane.app, client=("127.0.0.1", 50000))
     http = httpx.AsyncClient(transport=transport, base_url="http://test")
     async with RemoteClient("http://test", ADMIN, http=http) as client:
