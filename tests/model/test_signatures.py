@@ -139,3 +139,14 @@ def test_message_security_needs_sessions_and_a_known_mode() -> None:
         class Unknown(Protocol):
             @operation
             async def go(self) -> None: ...
+
+
+def test_an_endpoint_may_require_message_security_of_any_sessionful_contract() -> None:
+    from durable_sessions.examples.calculator import CalculatorService
+    from durable_sessions.model.endpoints import Endpoint
+    from durable_sessions.model.services import service_of
+
+    plain = Endpoint.for_service(service_of(CalculatorService))
+    signed = Endpoint.for_service(service_of(CalculatorService), security=Security.MESSAGE)
+    assert (plain.signed, signed.signed) == (False, True)
+    assert not signed.accepts_datagrams
