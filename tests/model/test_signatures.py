@@ -11,8 +11,11 @@ from hypothesis import strategies as st
 
 from durable_sessions import SessionMode, contract, operation
 from durable_sessions.errors import ContractError, SignatureRefused
+from durable_sessions.examples.calculator import CalculatorService
 from durable_sessions.model import signatures
 from durable_sessions.model.contracts import contract_of
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.services import service_of
 from durable_sessions.model.signatures import Security
 
 KEY = bytes(range(32))
@@ -142,10 +145,6 @@ def test_message_security_needs_sessions_and_a_known_mode() -> None:
 
 
 def test_an_endpoint_may_require_message_security_of_any_sessionful_contract() -> None:
-    from durable_sessions.examples.calculator import CalculatorService
-    from durable_sessions.model.endpoints import Endpoint
-    from durable_sessions.model.services import service_of
-
     plain = Endpoint.for_service(service_of(CalculatorService))
     signed = Endpoint.for_service(service_of(CalculatorService), security=Security.MESSAGE)
     assert (plain.signed, signed.signed) == (False, True)
