@@ -24,6 +24,7 @@ from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
 from durable_sessions.hosting.apikeys import load_api_keys
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.session_secret import load_session_secret
 from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.reliable.pending import PendingChannels
 from durable_sessions.settings import Settings
@@ -97,6 +98,8 @@ def create_app(
         else [e for e, _ in composition.served_endpoints(settings)]
     )
     reliable = composition.reliable_options(settings, known)
+    # Read (or generated) only where an endpoint requires the security session.
+    secret = load_session_secret(settings) if any(e.signed for e in known.values()) else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +125,7 @@ def create_app(
                             name: PendingChannels(o.settings.max_pending_channels)
                             for name, o in reliable.items()
                         },
+                        session_secret=secret,
                     )
                     yield
             finally:

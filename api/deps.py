@@ -39,6 +39,8 @@ class ControlPlane:
     """Per endpoint, its reliable-session settings (``DS_RELIABLE_SESSIONS``)."""
     pending_channels: dict[str, PendingChannels]
     """Per endpoint, its sequences this process has not yet accepted (WCF MaxPendingChannels)."""
+    session_secret: bytes | None = None
+    """The server secret of the security session; None when no endpoint here requires it."""
 
 
 def control_plane(request: Request) -> ControlPlane:

@@ -49,15 +49,31 @@ _PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
 ]
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """A problem+json response."""
+_SIGNATURE_TITLES = {
+    "missing": "Signature required",
+    "malformed": "Malformed signature",
+    "invalid": "Invalid signature",
+    "stale": "Signature outside the clock skew",
+    "replayed": "Replayed signature",
+}
+"""The titles of the ``signature-<kind>`` problems, all 401 (the message is not authenticated)."""
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, *, challenge: str = "Bearer", **extra: Any
+) -> JSONResponse:
+    """A problem+json response; a 401 names its ``challenge`` in ``WWW-Authenticate``."""
     body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, errors.SignatureRefused):
+        title = _SIGNATURE_TITLES.get(error.kind, "Invalid signature")
+        slug = f"signature-{error.kind}"
+        return problem(401, slug, title, str(error), challenge="DS-Signature")
     for kind, status, slug, title in _PROBLEMS:
         if isinstance(error, kind):
             extra: dict[str, Any] = {}

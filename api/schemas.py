@@ -168,11 +168,13 @@ class SessionOpened(SessionOut):
 
     session_token: str
     """A bearer credential for this session only: send, read, close, terminate."""
+    session_key: str | None = None
+    """The security session's key (base64), shown this once: sign every send with it."""
 
     @classmethod
-    def opened(cls, s: SessionRecord, token: str) -> SessionOpened:
-        """The view of a session just opened with ``token``."""
-        return cls(**SessionOut.of(s).model_dump(), session_token=token)
+    def opened(cls, s: SessionRecord, token: str, key: str | None = None) -> SessionOpened:
+        """The view of a session just opened with ``token`` (and, if signed, its ``key``)."""
+        return cls(**SessionOut.of(s).model_dump(), session_token=token, session_key=key)
 
 
 class SessionPage(BaseModel):

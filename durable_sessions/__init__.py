@@ -23,6 +23,7 @@ from durable_sessions.errors import (
     SessionAborted,
     SessionFaulted,
     SessionNotOpen,
+    SignatureRefused,
     TerminatingOperationCalled,
 )
 from durable_sessions.flow import EndSession, RejectMessage, RetryLater
@@ -31,6 +32,7 @@ from durable_sessions.model.contracts import SessionMode, contract, contract_of,
 from durable_sessions.model.endpoints import PoisonPolicy, ReceiveErrorHandling
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.services import Concurrency, Instancing, service, service_of
+from durable_sessions.model.signatures import Security
 from durable_sessions.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ __all__ = [
     "RejectMessage",
     "RetryLater",
     "Runtime",
+    "Security",
     "SessionAborted",
     "SessionContext",
     "SessionFaulted",
@@ -57,6 +60,7 @@ __all__ = [
     "SessionNotOpen",
     "SessionState",
     "Settings",
+    "SignatureRefused",
     "TerminatingOperationCalled",
     "connect_client",
     "contract",

@@ -22,6 +22,8 @@ errors (SQLAlchemy, aio-pika/aiormq, lxml) are translated at the adapter boundar
     │       └── SessionFaulted              it faulted (CommunicationObjectFaultedException)
     ├── EndpointNotFound
     ├── AccessDenied                        the credential is valid but may not do this
+    ├── SignatureRefused                    a message's DS-Signature is missing, bad or replayed
+    ├── RemoteRefused                       the control plane answered a REST call with an error
     ├── KeyNotFound                         no API key has that name
     ├── KeyExists                           an API key of that name exists already
     ├── ListenerNotFaulted                  resuming a datagram listener that is not faulted
@@ -156,6 +158,27 @@ class EndpointNotFound(DurableSessionsError):
 
 class AccessDenied(DurableSessionsError):
     """The caller is known, but its role, scope or session does not allow this request."""
+
+
+class SignatureRefused(DurableSessionsError):
+    """A message to a security session is not signed, or not as it must be; nothing was stored.
+
+    ``kind`` says why: ``missing``, ``malformed``, ``invalid`` (not this message's MAC under
+    this session's key), ``stale`` (outside MaxClockSkew) or ``replayed`` (a nonce seen before).
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class RemoteRefused(DurableSessionsError):
+    """The control plane refused a call of the REST client; ``problem`` is its problem+json."""
+
+    def __init__(self, status: int, problem: dict[str, object]) -> None:
+        super().__init__(f"{status} {problem.get('title', '')}: {problem.get('detail', '')}")
+        self.status = status
+        self.problem = problem
 
 
 class KeyNotFound(DurableSessionsError):

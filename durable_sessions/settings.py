@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     api_keys_file: str = Field(
         ".ds/api-keys", description="Where `up` keeps generated API keys (mode 0600)."
     )
+    session_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Server secret the security session's keys are derived from (HKDF); "
+        "the same in every control plane. Else the secret file.",
+    )
+    session_secret_file: str = Field(
+        ".ds/session-secret",
+        description="Where the server secret is generated once (mode 0600) when "
+        "DS_SESSION_SECRET is unset.",
+    )
+    max_clock_skew_s: float = Field(
+        300.0,
+        gt=0,
+        description="How far a signed message's time may be from the server's (WCF MaxClockSkew).",
+    )
     api_url: str = Field(
         "http://127.0.0.1:8000", description="Control plane the inspection commands talk to."
     )

@@ -38,6 +38,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "engine": ("durable_sessions/engine/",),
     "reliable": ("durable_sessions/reliable/",),
     "hosting": ("durable_sessions/hosting/",),
+    "remote": ("durable_sessions/remote/",),
     "examples": ("durable_sessions/examples/",),
     "cli": ("durable_sessions/cli/",),
     "api": ("api/",),
@@ -46,7 +47,7 @@ PARTS: dict[str, tuple[str, ...]] = {
 """Where each part of the house lies."""
 
 _LIBRARY = {"base", "face", "wsrm", "wsrm/xml", "model", "ports", "twins", "store/sql"}
-_LIBRARY |= {"broker/rabbitmq", "families", "engine", "reliable", "hosting"}
+_LIBRARY |= {"broker/rabbitmq", "families", "engine", "reliable", "hosting", "remote"}
 
 MAY_IMPORT: dict[str, set[str]] = {
     "base": set(),
@@ -60,6 +61,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "broker/rabbitmq": {"base", "model", "ports"},
     "engine": {"base", "model", "ports"},
     "reliable": {"base", "wsrm", "wsrm/xml", "model", "ports", "engine"},
+    "remote": {"base", "model"},
     "hosting": _LIBRARY - {"face"},
     "face": _LIBRARY - {"face"},
     "examples": {"face"},
@@ -87,7 +89,7 @@ LIBRARIES: dict[str, set[str]] = {
     "starlette": {"api"},
     "uvicorn": {"api"},
     "prometheus_client": {"hosting"},
-    "httpx": {"reliable", "cli"},
+    "httpx": {"reliable", "remote", "cli"},
     "typer": {"cli"},
 }
 """Which parts alone may import each adapter library."""

@@ -26,6 +26,7 @@ SURFACES = {
         "RejectMessage",
         "RetryLater",
         "Runtime",
+        "Security",
         "SessionAborted",
         "SessionContext",
         "SessionFaulted",
@@ -33,6 +34,7 @@ SURFACES = {
         "SessionNotOpen",
         "SessionState",
         "Settings",
+        "SignatureRefused",
         "TerminatingOperationCalled",
         "connect_client",
         "contract",
@@ -44,6 +46,7 @@ SURFACES = {
     ],
     "durable_sessions.store": ["MemoryStore", "SqlStore", "Store", "UnitOfWork"],
     "durable_sessions.store.sql": ["SqlStore"],
+    "durable_sessions.remote": ["RemoteClient", "RemoteSession"],
     "durable_sessions.broker": [
         "Broker",
         "Consumer",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api.auth import needs
 from api.deps import ControlPlane, Plane
@@ -27,6 +28,7 @@ from api.schemas import (
 )
 from durable_sessions.engine.control import close_session, resume_session, terminate_session
 from durable_sessions.engine.sending import SendRequest, open_session
+from durable_sessions.engine.signing import admit_signed
 from durable_sessions.errors import (
     ConfigurationError,
     MessageNotFound,
@@ -34,6 +36,7 @@ from durable_sessions.errors import (
     UnknownContract,
 )
 from durable_sessions.hosting.apikeys import digest, new_session_token
+from durable_sessions.model import signatures
 from durable_sessions.model.access import Permission, Principal
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionState
@@ -87,7 +90,8 @@ async def create_session(
 ) -> SessionOpened:
     """Open a session of a contract (on its endpoint, or the one named).
 
-    The answer carries ``session_token``, shown once: a bearer credential for this session only.
+    The answer carries ``session_token``, shown once: a bearer credential for this session only;
+    where the endpoint requires message security, also ``session_key``, to sign every send.
     """
     endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
     now = utcnow()
@@ -108,7 +112,11 @@ async def create_session(
         )
     )
     response.headers["Location"] = f"/v1/sessions/{session.id}"
-    return SessionOpened.opened(session, token)
+    key = None
+    if endpoint.signed:
+        assert plane.session_secret is not None
+        key = signatures.encode_key(signatures.session_key(plane.session_secret, session.id))
+    return SessionOpened.opened(session, token, key)
 
 
 @router.get("/sessions", response_model=SessionPage, dependencies=[needs(Permission.READ)])
@@ -151,12 +159,31 @@ async def show_session(session_id: str, plane: Plane) -> SessionOut:
     response_model=Accepted,
     dependencies=[needs(Permission.SEND)],
 )
-async def send_message(session_id: str, body: SendMessage, plane: Plane) -> Accepted:
-    """Send one message; the same ``message_id`` again returns the first answer."""
+async def send_message(
+    session_id: str,
+    body: SendMessage,
+    plane: Plane,
+    signature: Annotated[str | None, Header(alias=signatures.HEADER)] = None,
+) -> Accepted:
+    """Send one message; the same ``message_id`` again returns the first answer.
+
+    To a session whose endpoint requires message security, the ``DS-Signature`` header signs
+    the message with the session's key; a missing, malformed, wrong, stale or replayed one is
+    refused with 401 and nothing is stored.
+    """
     endpoint = _endpoint(plane, await _session(plane, session_id))
-    sent = await plane.client.send(
-        SendRequest(endpoint, session_id, body.operation, body.args, body.message_id)
-    )
+    request = SendRequest(endpoint, session_id, body.operation, body.args, body.message_id)
+    if endpoint.signed:
+        assert plane.session_secret is not None
+        await admit_signed(
+            plane.store,
+            plane.session_secret,
+            request,
+            signature,
+            time.time(),
+            plane.settings.max_clock_skew_s,
+        )
+    sent = await plane.client.send(request)
     if not sent.duplicate:
         plane.metrics.sent.labels(endpoint.name).inc()
     return Accepted.of(sent.message)

@@ -81,7 +81,8 @@ async def deliver(
     """Process one WS-RM envelope (February 2005 or 1.1) for ``endpoint``'s sessions.
 
     A sequence belongs to the key that created it: a sender's envelope about another key's
-    sequence is refused (403, a Sender fault) before anything is read or stored.
+    sequence is refused (403, a Sender fault) before anything is read or stored. An endpoint
+    that requires message security takes no SOAP (401, a Sender fault).
     """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in _ACCEPTED_TYPES:
@@ -105,6 +106,14 @@ async def deliver(
         return _fault(fault, version, 404)
     if inbound.rm_version is None:  # no WS-RM header tells: the endpoint's own version
         version = plane.reliable[endpoint].settings.version
+    if plane.endpoints[endpoint].signed:
+        # Unsigned SOAP must not become a way around the security session.
+        fault = Fault(
+            FaultCode.SENDER,
+            f"The endpoint {endpoint!r} requires message security (DS-Signature); send its "
+            "messages through /v1/sessions, signed.",
+        )
+        return _fault(fault, version, 401)
     if not await _may_use(plane, caller, named_sequences(inbound.envelope)):
         fault = Fault(FaultCode.SENDER, "Access is denied: the sequence is another key's.")
         return _fault(fault, version, 403)

@@ -158,6 +158,11 @@ async def send_many(
 
 def _validate(request: SendRequest) -> tuple[OperationSpec, dict[str, JSON]]:
     endpoint = request.endpoint
+    if request.session_id is None and endpoint.signed:
+        raise ConfigurationError(
+            f"endpoint {endpoint.name!r} requires message security, whose key belongs to a "
+            f"session: open a session to call {request.operation!r}"
+        )
     if request.session_id is None and not endpoint.accepts_datagrams:
         raise ConfigurationError(
             f"contract {endpoint.contract.name!r} requires sessions (SessionMode.REQUIRED): "

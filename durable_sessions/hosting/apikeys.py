@@ -67,15 +67,15 @@ def token_session(token: str) -> str | None:
     return token[len(TOKEN_MARK) : end]
 
 
-def check_key_file(path: Path) -> None:
-    """Refuse a key file that its group or other users may read or write."""
+def check_key_file(path: Path, what: str = "the API key file") -> None:
+    """Refuse a key file (or secret file, ``what``) that its group or others may read or write."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         who = " and ".join(
             name for bits, name in ((0o070, "its group"), (0o007, "other users")) if mode & bits
         )
         raise ConfigurationError(
-            f"the API key file {path} has mode {mode:04o}: {who} can read or change it; "
+            f"{what} {path} has mode {mode:04o}: {who} can read or change it; "
             f"run `chmod 600 {path}`"
         )
 

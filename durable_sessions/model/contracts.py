@@ -20,6 +20,7 @@ string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, never as something else.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import typing
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 from pydantic_core import to_json
 
 from durable_sessions.errors import ContractError, InvalidArguments, UnknownOperation
+from durable_sessions.model.signatures import Security
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,6 +151,8 @@ class ContractSpec:
     session_mode: SessionMode
     operations: Mapping[str, OperationSpec]
     cls: type = field(repr=False)
+    security: Security = Security.NONE
+    """``MESSAGE``: every message is signed with its session's key (the security session)."""
 
     def operation(self, name: str) -> OperationSpec:
         """The operation called ``name``, or :class:`UnknownOperation` naming the known ones."""
@@ -165,6 +169,7 @@ class ContractSpec:
         return {
             "name": self.name,
             "session_mode": self.session_mode.value,
+            "security": self.security.value,
             "operations": [op.describe() for op in self.operations.values()],
         }
 
@@ -200,7 +205,10 @@ def operation(
 def contract(cls: type[T], /) -> type[T]: ...
 @overload
 def contract(
-    *, session_mode: SessionMode = SessionMode.ALLOWED, name: str | None = None
+    *,
+    session_mode: SessionMode = SessionMode.ALLOWED,
+    name: str | None = None,
+    security: Security | str = Security.NONE,
 ) -> Callable[[type[T]], type[T]]: ...
 def contract(
     cls: type[T] | None = None,
@@ -208,15 +216,34 @@ def contract(
     *,
     session_mode: SessionMode = SessionMode.ALLOWED,
     name: str | None = None,
+    security: Security | str = Security.NONE,
 ) -> type[T] | Callable[[type[T]], type[T]]:
-    """Declare a class as a service contract; its ``@operation`` methods are the operations."""
+    """Declare a class as a service contract; its ``@operation`` methods are the operations.
+
+    ``security="message"`` requires the security session: every message signed.
+    """
 
     def declare(c: type[T]) -> type[T]:
         spec = _build_contract(c, SessionMode(session_mode), name or c.__name__)
+        spec = dataclasses.replace(spec, security=_security(spec, security))
         setattr(c, _CONTRACT_ATTR, spec)
         return c
 
     return declare(cls) if cls is not None else declare
+
+
+def _security(spec: ContractSpec, value: Security | str) -> Security:
+    try:
+        security = Security(value)
+    except ValueError:
+        known = ", ".join(repr(str(s)) for s in Security)
+        raise ContractError(f"contract {spec.name!r}: security is one of {known}") from None
+    if security is Security.MESSAGE and spec.session_mode is SessionMode.NOT_ALLOWED:
+        raise ContractError(
+            f"contract {spec.name!r} requires message security, whose key belongs to a "
+            "session, but does not allow sessions: declare SessionMode.ALLOWED or REQUIRED"
+        )
+    return security
 
 
 def contract_of(obj: object) -> ContractSpec:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from durable_sessions.errors import BindingMismatch, ConfigurationError, UnknownContract
 from durable_sessions.model.contracts import ContractSpec, SessionMode
 from durable_sessions.model.services import Concurrency, Instancing, ServiceSpec
+from durable_sessions.model.signatures import Security
 from durable_sessions.model.topology import DEFAULT_SESSION_QUEUES, EndpointTopology
 
 
@@ -96,6 +97,13 @@ class Endpoint:
     binding: Binding
     topology: EndpointTopology
     poison: PoisonPolicy = field(default_factory=PoisonPolicy)
+    security: Security = Security.NONE
+    """The endpoint's own requirement; the contract's applies as well (:attr:`signed`)."""
+
+    @property
+    def signed(self) -> bool:
+        """True when every message must be signed with its session's key (the security session)."""
+        return Security.MESSAGE in (self.security, self.contract.security)
 
     @property
     def accepts_sessions(self) -> bool:
@@ -106,9 +114,10 @@ class Endpoint:
     def accepts_datagrams(self) -> bool:
         """True when clients may send datagrams here: unless the contract requires sessions.
 
-        On a sessionful binding an ALLOWED contract takes datagrams beside sessions.
+        On a sessionful binding an ALLOWED contract takes datagrams beside sessions. An endpoint
+        that requires message security takes none: a datagram has no session key to sign with.
         """
-        return self.contract.session_mode is not SessionMode.REQUIRED
+        return self.contract.session_mode is not SessionMode.REQUIRED and not self.signed
 
     @classmethod
     def for_service(
@@ -119,6 +128,7 @@ class Endpoint:
         binding: Binding | None = None,
         poison: PoisonPolicy | None = None,
         session_queues: int = DEFAULT_SESSION_QUEUES,
+        security: Security = Security.NONE,
     ) -> Endpoint:
         """The endpoint of ``service``, checked for binding compatibility.
 
@@ -141,6 +151,7 @@ class Endpoint:
             binding=chosen,
             topology=EndpointTopology(endpoint_name, session_queue_count=session_queues),
             poison=poison or PoisonPolicy(),
+            security=security,
         )
 
 

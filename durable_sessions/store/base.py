@@ -23,6 +23,8 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
   lease returned is the one that then stands.
 - ``keys.add`` of a name or prefix already stored raises
   :class:`~durable_sessions.errors.UniquenessViolation`; ``keys.remove`` says whether it removed.
+- ``nonces.add`` of a nonce already seen for the session raises
+  :class:`~durable_sessions.errors.UniquenessViolation`, so of two concurrent replays one wins.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
 """
@@ -344,6 +346,18 @@ class KeyRepository(ABC):
         """Delete key ``name``; False if there was none."""
 
 
+class NonceRepository(ABC):
+    """The nonces of signed messages seen per session, with their time (unix seconds)."""
+
+    @abstractmethod
+    async def add(self, session_id: str, nonce: str, t: int) -> None:
+        """Record ``nonce``; one already seen for the session raises UniquenessViolation."""
+
+    @abstractmethod
+    async def prune(self, session_id: str, before: int) -> int:
+        """Forget the session's nonces whose time is before ``before``; return how many."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -355,6 +369,7 @@ class UnitOfWork(ABC):
     sequences: SequenceRepository
     leases: LeaseRepository
     keys: KeyRepository
+    nonces: NonceRepository
 
 
 class Store(ABC):
@@ -392,6 +407,7 @@ __all__ = [
     "ListenerFaultRepository",
     "LeaseRepository",
     "MessageRepository",
+    "NonceRepository",
     "OutboxRepository",
     "OutboxStats",
     "SequenceRepository",

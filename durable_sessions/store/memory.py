@@ -37,6 +37,7 @@ from durable_sessions.store.base import (
     LeaseRepository,
     ListenerFaultRepository,
     MessageRepository,
+    NonceRepository,
     OutboxRepository,
     OutboxStats,
     SequenceRepository,
@@ -62,6 +63,7 @@ class _Tables:
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
     keys: dict[str, KeyRecord] = dataclasses.field(default_factory=dict)
+    nonces: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -513,6 +515,24 @@ class _Keys(KeyRepository):
         return self._w.table("keys").pop(name, None) is not None
 
 
+class _Nonces(NonceRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def add(self, session_id: str, nonce: str, t: int) -> None:
+        table: dict[tuple[str, str], int] = self._w.table("nonces")
+        if (session_id, nonce) in table:
+            raise self._w.fail(UniquenessViolation(f"nonce {nonce!r} was seen for {session_id!r}"))
+        table[session_id, nonce] = t
+
+    async def prune(self, session_id: str, before: int) -> int:
+        table: dict[tuple[str, str], int] = self._w.table("nonces")
+        old = [k for k, t in table.items() if k[0] == session_id and t < before]
+        for k in old:
+            del table[k]
+        return len(old)
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -524,6 +544,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
         self.keys = _Keys(work)
+        self.nonces = _Nonces(work)
 
 
 class MemoryStore(Store):

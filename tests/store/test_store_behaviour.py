@@ -916,3 +916,33 @@ async def test_a_session_keeps_its_opener_and_token_digest(store: Store) -> None
         found = await uow.sessions.get(session.id)
     assert found is not None
     assert (found.opened_by, found.token_digest) == ("dsk_AAAAAAAAAAAA", "f" * 64)
+
+
+async def test_a_nonce_is_seen_once_per_session_and_pruned_by_time(store: Store) -> None:
+    async with store.transaction() as uow:
+        await uow.nonces.add("s1", "n" * 24, 1000)
+        await uow.nonces.add("s2", "n" * 24, 1000)  # another session's nonces are its own
+        await uow.nonces.add("s1", "m" * 24, 2000)
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.nonces.add("s1", "n" * 24, 3000)
+    async with store.transaction() as uow:
+        assert await uow.nonces.prune("s1", 1500) == 1
+    async with store.transaction() as uow:
+        await uow.nonces.add("s1", "n" * 24, 3000)  # forgotten, so seen anew
+    with pytest.raises(UniquenessViolation):
+        async with store.transaction() as uow:
+            await uow.nonces.add("s2", "n" * 24, 3000)
+
+
+async def test_of_concurrent_claims_of_one_nonce_exactly_one_wins(store: Store) -> None:
+    async def claim() -> bool:
+        try:
+            async with store.transaction() as uow:
+                await uow.nonces.add("s1", "x" * 24, 1000)
+                await asyncio.sleep(0.01)  # both in flight at once where the store allows it
+        except UniquenessViolation:
+            return False
+        return True
+
+    assert sorted(await asyncio.gather(*(claim() for _ in range(8)))) == [False] * 7 + [True]

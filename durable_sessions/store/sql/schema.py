@@ -1,5 +1,6 @@
 """The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
-messages, outbox, dead letters, WS-RM sequences, leases and API keys.
+messages, outbox, dead letters, WS-RM sequences, leases, API keys and the
+nonces of signed messages.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -278,6 +279,16 @@ class KeyRow(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class NonceRow(Base):
+    """A nonce of a signed message, seen for a session at time ``t`` (unix seconds)."""
+
+    __tablename__ = "ds_session_nonces"
+
+    session_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    nonce: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    t: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 sessions = cast(sa.Table, SessionRow.__table__)
 session_sends = cast(sa.Table, SessionSendsRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
@@ -288,3 +299,4 @@ listener_faults = cast(sa.Table, ListenerFaultRow.__table__)
 sequences = cast(sa.Table, SequenceRow.__table__)
 leases = cast(sa.Table, LeaseRow.__table__)
 keys = cast(sa.Table, KeyRow.__table__)
+nonces = cast(sa.Table, NonceRow.__table__)

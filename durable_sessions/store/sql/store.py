@@ -41,6 +41,7 @@ from durable_sessions.store.sql.engine import WRITE_OPTION, create_engine, trans
 from durable_sessions.store.sql.keys import SqlKeys
 from durable_sessions.store.sql.leases import SqlLeases
 from durable_sessions.store.sql.listeners import SqlListenerFaults
+from durable_sessions.store.sql.nonces import SqlNonces
 from durable_sessions.store.sql.sequences import SqlSequences
 from durable_sessions.store.sql.sessions import SqlSessions
 from durable_sessions.store.sql.work import IDS, Work, one_of
@@ -336,6 +337,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self.sequences = SqlSequences(work)
         self.leases = SqlLeases(work)
         self.keys = SqlKeys(work)
+        self.nonces = SqlNonces(work)
 
 
 class SqlStore(Store):
