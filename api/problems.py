@@ -49,6 +49,36 @@ _PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
 ]
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+"""The JSON schema of every problem body (extra members such as ``errors`` or ``state`` allowed)."""
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problems answered with ``statuses`` (for ``include_router``)."""
+    described = {
+        400: "The request body cannot be decoded.",
+        401: "Not authenticated: no, an unknown, a revoked or an expired credential.",
+        403: "Authenticated but not allowed.",
+        404: "No such session, message, dead letter, endpoint or key.",
+        409: "Not possible in the current state.",
+        413: "The request body is too large.",
+        422: "The request is not valid.",
+        503: "The database or the broker is unavailable.",
+    }
+    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    return {status: {"description": described[status], "content": content} for status in statuses}
+
+
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem+json response."""
     body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}

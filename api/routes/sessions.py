@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.auth import needs
 from api.deps import ControlPlane, Plane
 from api.schemas import (
+    MAX_SEQ,
     Accepted,
     MessageOut,
     MessagePage,
@@ -195,6 +196,8 @@ async def list_messages(
     await _session(plane, session_id)
     try:
         after = 0 if cursor is None else int(decode_cursor(cursor))
+        if not 0 <= after <= MAX_SEQ:
+            raise ValueError(after)
     except ValueError:
         raise ConfigurationError(f"invalid cursor {cursor!r}") from None
     async with plane.store.snapshot() as uow:
@@ -218,7 +221,7 @@ async def list_messages(
 )
 async def show_message(
     session_id: str,
-    seq: int,
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     plane: Plane,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> MessageOut:
