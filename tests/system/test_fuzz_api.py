@@ -1,6 +1,8 @@
 """Schemathesis against the OpenAPI of a real ``durable-sessions up``: every operation, called
 as an admin, with no credential, as a reader and with another session's token, answers no
-server error and nothing outside its documented responses.
+server error and nothing outside its documented responses. The decoder fuzz's envelopes are
+then posted to its SOAP endpoint: no server error there either (a MustUnderstand or
+VersionMismatch fault is 500 by SOAP 1.2's HTTP binding, not one).
 
 The run is bounded (``DS_FUZZ_EXAMPLES`` examples per operation and generation mode) and prints
 its counts: operations, requests, server errors, responses outside the schema.
@@ -30,14 +32,19 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from durable_sessions.model.topology import EndpointTopology
+from durable_sessions.wsrm.messages import Fault, FaultCode
+from durable_sessions.wsrm.xml import codec
 from tests.services import BROKER_URL, require
 from tests.stacks import delete_topology
 from tests.system.test_up_and_demo import Up, base_env, free_port, services
+from tests.wsrm.test_codec_fuzz import inputs
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(420)]
 
 ADMIN = "fuzz-admin-key-0123456789abcdef"
 EXAMPLES = int(os.environ.get("DS_FUZZ_EXAMPLES", "30"))
+ENVELOPES = int(os.environ.get("DS_FUZZ_ENVELOPES", "300"))
+BINDING_FAULTS = (FaultCode.MUST_UNDERSTAND, FaultCode.VERSION_MISMATCH)
 BOTH = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -126,6 +133,38 @@ def fuzz(schema: Any, caller: Caller, tally: Tally, ready: Callable[[], bool]) -
             run()
 
 
+def _binding_fault(response: httpx.Response) -> bool:
+    """A MustUnderstand or VersionMismatch fault: SOAP 1.2's HTTP binding answers them 500."""
+    if response.status_code != 500:
+        return False
+    fault = codec.decode(response.content).body
+    return isinstance(fault, Fault) and fault.code in BINDING_FAULTS
+
+
+def post_envelopes(http: httpx.Client, endpoint: str, ready: Callable[[], bool]) -> Tally:
+    """The decoder fuzz's random and mutated real envelopes, through ``/v1/soap/{endpoint}``."""
+    tally = Tally(operations=1)
+    soap = {"content-type": "application/soap+xml; charset=utf-8"}
+
+    @settings(
+        max_examples=ENVELOPES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(inputs())
+    def post(document: bytes) -> None:
+        response = http.post(f"/v1/soap/{endpoint}", content=document, headers=soap)
+        tally.requests += 1
+        if response.status_code == 503 and not ready():
+            tally.unavailable += 1
+        elif response.status_code >= 500 and not _binding_fault(response):
+            tally.server_errors.append(f"soap -> {response.status_code}: {response.text[:400]}")
+
+    post()
+    return tally
+
+
 def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
     up: Up, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -158,6 +197,8 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_response(
         after_refusals = http.get(f"/v1/sessions/{other_id}").json()
         for caller in callers[3:]:
             fuzz(schema, caller, tallies[caller.name], ready)
+        endpoint = http.get("/v1/endpoints").json()[0]["name"]
+        tallies["admin, WS-RM envelopes"] = post_envelopes(http, endpoint, ready)
 
     with capsys.disabled():
         print("\nschemathesis against durable-sessions up:")
