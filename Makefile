@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: run test check lint format services venv soak bench bench-quick docs clean
+.PHONY: run test check lint format services venv soak fuzz bench bench-quick docs clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -23,6 +23,11 @@ run: venv services
 ## Run the tests against real RabbitMQ, PostgreSQL and SQLite.
 test: venv services
 	$(BIN)/pytest
+
+## Only the fuzzers (schemathesis against a real up, hypothesis over the WS-RM decoder); make
+## test runs them too. DS_FUZZ_EXAMPLES and DS_FUZZ_DECODER_EXAMPLES bound them.
+fuzz: venv services
+	$(BIN)/pytest -m fuzz
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

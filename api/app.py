@@ -145,11 +145,16 @@ def create_app(
     app.add_middleware(BodyLimit)
     # Every route also declares the permission it needs (api.auth.needs).
     secured = [Depends(authenticate)]
-    app.include_router(sessions.router, prefix="/v1", dependencies=secured)
-    app.include_router(dead_letters.router, prefix="/v1", dependencies=secured)
-    app.include_router(listeners.router, prefix="/v1", dependencies=secured)
-    app.include_router(system.v1, prefix="/v1", dependencies=secured)
-    app.include_router(soap.router, prefix="/v1", dependencies=secured)
-    app.include_router(keys.router, prefix="/v1", dependencies=secured)
-    app.include_router(system.probes, dependencies=[Depends(require_key_off_loopback)])
+    errors = problems.documented(400, 401, 403, 404, 409, 413, 422, 503)
+    app.include_router(sessions.router, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(dead_letters.router, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(listeners.router, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(system.v1, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(soap.router, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(keys.router, prefix="/v1", dependencies=secured, responses=errors)
+    app.include_router(
+        system.probes,
+        dependencies=[Depends(require_key_off_loopback)],
+        responses=problems.documented(401),
+    )
     return app

@@ -59,6 +59,36 @@ _SIGNATURE_TITLES = {
 """The titles of the ``signature-<kind>`` problems, all 401 (the message is not authenticated)."""
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+"""The JSON schema of every problem body (extra members such as ``errors`` or ``state`` allowed)."""
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for problems answered with ``statuses`` (for ``include_router``)."""
+    described = {
+        400: "The request body cannot be decoded.",
+        401: "Not authenticated: no, an unknown, a revoked or an expired credential.",
+        403: "Authenticated but not allowed.",
+        404: "No such session, message, dead letter, endpoint or key.",
+        409: "Not possible in the current state.",
+        413: "The request body is too large.",
+        422: "The request is not valid.",
+        503: "The database or the broker is unavailable.",
+    }
+    content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    return {status: {"description": described[status], "content": content} for status in statuses}
+
+
 def problem(
     status: int, slug: str, title: str, detail: str, *, challenge: str = "Bearer", **extra: Any
 ) -> JSONResponse:

@@ -344,6 +344,10 @@ class ListenerResumed(BaseModel):
     """``pending`` (retried), ``dead`` (skipped); None if the message is gone."""
 
 
+MAX_SEQ = 2**63 - 1
+"""The largest ``seq`` a store can hold (a signed 64-bit column): past it, no message exists."""
+
+
 def encode_cursor(value: str) -> str:
     """An opaque cursor for a keyset position."""
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")

@@ -7,11 +7,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from api.auth import needs
 from api.deps import ControlPlane, Plane
 from api.schemas import (
+    MAX_SEQ,
     Accepted,
     MessageOut,
     MessagePage,
@@ -222,6 +223,8 @@ async def list_messages(
     await _session(plane, session_id)
     try:
         after = 0 if cursor is None else int(decode_cursor(cursor))
+        if not 0 <= after <= MAX_SEQ:
+            raise ValueError(after)
     except ValueError:
         raise ConfigurationError(f"invalid cursor {cursor!r}") from None
     async with plane.store.snapshot() as uow:
@@ -245,7 +248,7 @@ async def list_messages(
 )
 async def show_message(
     session_id: str,
-    seq: int,
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     plane: Plane,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> MessageOut:

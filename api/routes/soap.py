@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from api.auth import needs
 from api.deps import ControlPlane, Plane
+from api.problems import PROBLEM_JSON, PROBLEM_SCHEMA
 from durable_sessions.errors import (
     ConfigurationError,
     MessageRejected,
@@ -42,6 +43,13 @@ MAX_ENVELOPE_BYTES = 256 * 1024
 DEFAULT_VERSION = ReliableSessionSettings().version
 """The WS-RM version of faults about envelopes whose version cannot be told."""
 _ACCEPTED_TYPES = (SOAP_MEDIA_TYPE, "text/xml")
+_FAULTS = {
+    400: "the sender's fault",
+    404: "no such endpoint",
+    415: "not SOAP",
+    500: "the receiver's fault",
+}
+_FAULTS_OR_PROBLEMS = {403: "not allowed", 413: "too large"}
 
 
 def _fault(fault: Fault, version: RMVersion | None, status: int) -> Response:
@@ -70,6 +78,17 @@ async def _read(request: Request) -> bytes | None:
     responses={
         200: {"content": {SOAP_MEDIA_TYPE: {}}, "description": "The answer envelope."},
         202: {"description": "Accepted; nothing to answer."},
+        **{
+            status: {"content": {SOAP_MEDIA_TYPE: {}}, "description": f"A SOAP fault: {why}."}
+            for status, why in _FAULTS.items()
+        },
+        **{
+            status: {
+                "content": {SOAP_MEDIA_TYPE: {}, PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+                "description": f"A SOAP fault, or a problem before the envelope is read: {why}.",
+            }
+            for status, why in _FAULTS_OR_PROBLEMS.items()
+        },
     },
 )
 async def deliver(

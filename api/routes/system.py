@@ -29,7 +29,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@probes.get("/readyz")
+@probes.get(
+    "/readyz",
+    responses={503: {"description": "The database or the broker is unreachable."}},
+)
 async def readyz(plane: Plane) -> JSONResponse:
     """The database and the broker are reachable."""
     checks: dict[str, str] = {}
@@ -46,7 +49,11 @@ async def readyz(plane: Plane) -> JSONResponse:
     )
 
 
-@probes.get("/metrics")
+@probes.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "The text exposition format."}},
+)
 async def metrics(plane: Plane) -> Response:
     """Prometheus metrics: sessions by state, message counters, apply latency, outbox lag."""
     body = await render(plane.metrics, plane.store, utcnow())
