@@ -76,6 +76,28 @@ MaxConcurrentInstances = Annotated[
         show_default=False,
     ),
 ]
+TlsCert = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-cert",
+        help="PEM certificate (chain) to serve HTTPS with (default: DS_TLS_CERT); needs --tls-key.",
+        show_default=False,
+    ),
+]
+TlsKey = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-key",
+        help="PEM private key of --tls-cert (default: DS_TLS_KEY).",
+        show_default=False,
+    ),
+]
+
+
+def tls_overrides(cert: str | None, key: str | None) -> dict[str, str]:
+    """The TLS flags given, as ``Settings`` fields."""
+    given = {"tls_cert": cert, "tls_key": key}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def throttle_overrides(
@@ -157,11 +179,13 @@ def worker(
 def api(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
-    """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
+    """Run the control plane (REST v1) until SIGTERM or Ctrl-C; HTTPS with --tls-cert/-key."""
     from api.main import run
 
-    run(load_settings(), host, port)
+    run(load_settings(overrides=tls_overrides(tls_cert, tls_key)), host, port)
 
 
 @app.command()
@@ -175,6 +199,8 @@ def up(
     max_concurrent_calls: MaxConcurrentCalls = None,
     max_concurrent_sessions: MaxConcurrentSessions = None,
     max_concurrent_instances: MaxConcurrentInstances = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
@@ -183,7 +209,7 @@ def up(
     throttles = throttle_overrides(
         max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
     )
-    settings = load_settings(overrides=throttles)
+    settings = load_settings(overrides={**throttles, **tls_overrides(tls_cert, tls_key)})
     setup_logging("up", settings.log_level)
     asyncio.run(run_up(settings, port or settings.api_port, workers, service or [], throttles))
 

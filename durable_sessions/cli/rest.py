@@ -4,6 +4,7 @@ plane."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -48,6 +49,7 @@ def call(method: str, path: str, *, json_body: Any = None, params: Any = None) -
             params=given,
             headers={"Authorization": f"Bearer {_key(settings)}"},
             timeout=70.0,
+            verify=ssl.create_default_context(cafile=settings.api_ca_file or None),
         )
     except httpx.HTTPError as e:
         _fail(
