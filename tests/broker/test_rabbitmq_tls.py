@@ -20,7 +20,9 @@ import pytest
 
 from durable_sessions.broker.rabbitmq import RabbitBroker
 from durable_sessions.errors import BrokerUnavailable
+from durable_sessions.hosting.composition import connect_broker
 from durable_sessions.model.topology import EndpointTopology
+from durable_sessions.settings import Settings
 from tests.broker.harness import numbered, take
 from tests.services import in_ci
 from tests.tls import Certificates, certificates
@@ -114,7 +116,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
 
 
 async def test_publish_and_consume_over_amqps_with_the_ca(node: TlsNode) -> None:
-    broker = await RabbitBroker.connect(node.url, ca_file=str(node.certs.ca))
+    settings = Settings(broker_url=node.url, broker_ca_file=str(node.certs.ca))
+    broker = await connect_broker(settings)
     try:
         topology = EndpointTopology(f"tls-{uuid.uuid4().hex[:8]}")
         await broker.declare(topology)
