@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sessions.errors import StoreUnavailable
-from durable_sessions.store.sql import SqlStore
+from durable_sessions.store.sql import SqlStore, migrate
 from tests.services import in_ci
 from tests.tls import Certificates, certificates
 
@@ -84,7 +84,10 @@ def server() -> Iterator[TlsServer]:
 
 
 async def test_verify_full_with_the_root_certificate_connects_over_tls(server: TlsServer) -> None:
-    store = SqlStore.from_url(f"{server.url}?sslmode=verify-full&sslrootcert={server.certs.ca}")
+    url = f"{server.url}?sslmode=verify-full&sslrootcert={server.certs.ca}"
+    await migrate.upgrade(url)
+    assert await migrate.current_revision(url) == migrate.head_revision()
+    store = SqlStore.from_url(url)
     try:
         async with store.engine.connect() as conn:
             query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
