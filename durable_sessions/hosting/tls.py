@@ -24,7 +24,7 @@ class ServerTls:
     key: str
 
     def pinned_context(self) -> ssl.SSLContext:
-        """A client context that accepts this certificate and no other."""
+        """A client context that trusts the certificates of this file, and no other."""
         context = ssl.create_default_context(cafile=self.cert)
         context.check_hostname = False  # the pin is the certificate itself, not a name
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN

@@ -75,6 +75,11 @@ class ReliableSessionClient(ReliableClient):
             clock=clock,
         )
         self.url = url
+        if http is not None and ca_file is not None:
+            raise ConfigurationError(
+                "ca_file applies to the HTTP client this client makes: give the one you hand "
+                "in its own verify= context"
+            )
         self.http = http or httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca_file))
         self._owns_http = http is None
         self.headers = dict(headers or {})

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -107,3 +108,15 @@ async def test_an_unknown_certificate_is_refused_at_once(url: str, server: Memor
     async with server.snapshot() as uow:
         assert sum((await uow.sessions.count_by_state()).values()) == 0
         assert (await uow.outbox.stats()).count == 0
+
+
+async def test_a_ca_file_for_a_client_handed_in_is_refused(certs: Certificates) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ConfigurationError, match="ca_file applies to the HTTP client"):
+            ReliableSessionClient(
+                "https://127.0.0.1:1/v1/soap/calculator",
+                Calculator,
+                store=MemoryStore(),
+                http=http,
+                ca_file=str(certs.ca),
+            )
