@@ -9,11 +9,16 @@ import uvicorn
 
 from api.app import create_app
 from durable_sessions.hosting.logs import setup_logging
+from durable_sessions.hosting.tls import server_tls
 from durable_sessions.settings import Settings
 
 
 def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Set up logging, then serve the control plane on ``host``:``port`` (else the settings')."""
+    """Set up logging, then serve the control plane on ``host``:``port`` (else the settings').
+
+    With ``DS_TLS_CERT`` and ``DS_TLS_KEY`` it serves HTTPS only; a bad pair stops it first.
+    """
+    tls = server_tls(settings)
     setup_logging("api", settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -22,4 +27,6 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
     )

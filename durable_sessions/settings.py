@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,8 +72,22 @@ class Settings(BaseSettings):
     api_key: SecretStr = Field(
         SecretStr(""), description="Bearer key the inspection commands send (else the key file)."
     )
+    api_ca_file: str = Field(
+        "",
+        description="CA bundle the inspection commands verify an https:// control plane with "
+        "(else the system's).",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    tls_cert: str = Field(
+        "", description="PEM certificate (chain) the control plane serves HTTPS with."
+    )
+    tls_key: str = Field("", description="PEM private key of DS_TLS_CERT.")
+    broker_ca_file: str = Field(
+        "",
+        description="CA bundle an amqps:// broker's certificate is verified with (else the "
+        "system's).",
+    )
     services: str = Field(
         "durable_sessions.examples.calculator:CalculatorService",
         description="Comma-separated module:Service list served by `up` and `worker`, each "
@@ -168,8 +182,14 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _is_amqp(cls, url: str) -> str:
-        if urlsplit(url).scheme not in {"amqp", "amqps"}:
+        parts = urlsplit(url)
+        if parts.scheme not in {"amqp", "amqps"}:
             raise ValueError(f"broker URL must start with amqp:// or amqps://, not {url[:16]!r}")
+        if "no_verify_ssl" in parse_qs(parts.query, keep_blank_values=True):
+            raise ValueError(
+                "the broker URL turns certificate verification off (no_verify_ssl): give the "
+                "broker's CA in DS_BROKER_CA_FILE instead"
+            )
         return url
 
     def api_key_list(self) -> list[str]:

@@ -87,6 +87,28 @@ MaxConcurrentInstances = Annotated[
         show_default=False,
     ),
 ]
+TlsCert = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-cert",
+        help="PEM certificate (chain) to serve HTTPS with (default: DS_TLS_CERT); needs --tls-key.",
+        show_default=False,
+    ),
+]
+TlsKey = Annotated[
+    str | None,
+    typer.Option(
+        "--tls-key",
+        help="PEM private key of --tls-cert (default: DS_TLS_KEY).",
+        show_default=False,
+    ),
+]
+
+
+def tls_overrides(cert: str | None, key: str | None) -> dict[str, str]:
+    """The TLS flags given, as ``Settings`` fields."""
+    given = {"tls_cert": cert, "tls_key": key}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def throttle_overrides(
@@ -177,11 +199,16 @@ def api(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
     reliable_session: ReliableSession = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
-    """Run the control plane (REST v1) until SIGTERM or Ctrl-C."""
+    """Run the control plane (REST v1) until SIGTERM or Ctrl-C; HTTPS with --tls-cert/-key."""
     from api.main import run
 
-    run(load_settings(reliable_sessions=reliable_session), host, port)
+    settings = load_settings(
+        overrides=tls_overrides(tls_cert, tls_key), reliable_sessions=reliable_session
+    )
+    run(settings, host, port)
 
 
 @app.command()
@@ -196,6 +223,8 @@ def up(
     max_concurrent_sessions: MaxConcurrentSessions = None,
     max_concurrent_instances: MaxConcurrentInstances = None,
     reliable_session: ReliableSession = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Migrate, then run the control plane and workers on this machine until Ctrl-C."""
     from durable_sessions.cli.up import run_up
@@ -205,7 +234,10 @@ def up(
     throttles = throttle_overrides(
         max_concurrent_calls, max_concurrent_sessions, max_concurrent_instances
     )
-    settings = load_settings(overrides=throttles, reliable_sessions=reliable_session)
+    settings = load_settings(
+        overrides={**throttles, **tls_overrides(tls_cert, tls_key)},
+        reliable_sessions=reliable_session,
+    )
     setup_logging("up", settings.log_level)
     # Refuse unusable reliable-session settings here, before any process starts.
     served = served_endpoints(settings, service or [])

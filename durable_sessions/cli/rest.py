@@ -4,6 +4,7 @@ plane."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -41,6 +42,10 @@ def call(method: str, path: str, *, json_body: Any = None, params: Any = None) -
     settings = Settings()
     given = {k: v for k, v in (params or {}).items() if v is not None and v != []}
     try:
+        verify = ssl.create_default_context(cafile=settings.api_ca_file or None)
+    except OSError as e:
+        _fail(f"cannot read DS_API_CA_FILE {settings.api_ca_file}: {e}")
+    try:
         response = httpx.request(
             method,
             settings.api_url.rstrip("/") + path,
@@ -48,6 +53,7 @@ def call(method: str, path: str, *, json_body: Any = None, params: Any = None) -
             params=given,
             headers={"Authorization": f"Bearer {_key(settings)}"},
             timeout=70.0,
+            verify=verify,
         )
     except httpx.HTTPError as e:
         _fail(

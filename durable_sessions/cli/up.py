@@ -7,6 +7,7 @@ import contextlib
 import logging
 import shutil
 import signal
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from durable_sessions.errors import SingletonInUse
 from durable_sessions.hosting.apikeys import ensure_api_key
 from durable_sessions.hosting.composition import served_endpoints
 from durable_sessions.hosting.metrics import MULTIPROCESS_ENV
+from durable_sessions.hosting.tls import server_tls
 from durable_sessions.model.services import Instancing
 from durable_sessions.settings import Settings, redact_url
 from durable_sessions.store.sql import migrate
@@ -40,11 +42,14 @@ def api_key_for(settings: Settings, say: bool = True) -> str:
     return key
 
 
-async def wait_ready(url: str, key: str, timeout_s: float = 60.0) -> None:
+async def wait_ready(
+    url: str, key: str, timeout_s: float = 60.0, verify: ssl.SSLContext | bool = True
+) -> None:
     """Wait until the control plane at ``url`` answers ``/readyz`` with 200."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, verify=verify) as http:
         while True:
             try:
                 if (await http.get("/readyz", timeout=2.0)).status_code == 200:
@@ -92,6 +97,7 @@ async def run_up(
     ``throttles`` are the ``Settings`` fields given as flags, passed on to every worker.
     """
     check_single_services(settings, workers, services)
+    tls = server_tls(settings)
     url = settings.database_url
     print(f"migrating {redact_url(url)} ...", flush=True)
     await migrate.upgrade(url)
@@ -103,6 +109,8 @@ async def run_up(
     env.update({f"DS_{name.upper()}": str(value) for name, value in (throttles or {}).items()})
     if settings.reliable_sessions:
         env["DS_RELIABLE_SESSIONS"] = settings.reliable_sessions
+    if tls is not None:
+        env.update(DS_TLS_CERT=tls.cert, DS_TLS_KEY=tls.key)
     supervisor = Supervisor(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,8 +120,9 @@ async def run_up(
         await supervisor.start("api", "api", "--host", settings.api_host, "--port", str(port))
         for number in range(1, workers + 1):
             await supervisor.start(f"worker-{number}", "worker")
-        base = f"http://{settings.api_host}:{port}"
-        waiting = asyncio.create_task(wait_ready(base, key))
+        base = f"{'https' if tls else 'http'}://{settings.api_host}:{port}"
+        verify = tls.pinned_context() if tls else True
+        waiting = asyncio.create_task(wait_ready(base, key, verify=verify))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if waiting.done() and waiting.exception() is None:

@@ -123,7 +123,7 @@ def build_store(settings: Settings) -> SqlStore:
 
 async def connect_broker(settings: Settings) -> RabbitBroker:
     """A connection to the RabbitMQ of ``DS_BROKER_URL``."""
-    return await RabbitBroker.connect(settings.broker_url)
+    return await RabbitBroker.connect(settings.broker_url, ca_file=settings.broker_ca_file or None)
 
 
 @contextlib.asynccontextmanager

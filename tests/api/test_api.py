@@ -501,8 +501,10 @@ async def _fault_resume_skip_retry_and_dead_letters(http: httpx.AsyncClient, sid
 
     retried = await http.post(f"/v1/sessions/{sid}/resume", json={"action": "retry"})
     assert retried.json()["state"] == "open"
+    # Only a faulted session resumes (this one may fault again at any moment: ask another).
+    idle = (await open_calc(http))["id"]
     assert_problem(
-        await http.post(f"/v1/sessions/{sid}/resume", json={"action": "retry"}),
+        await http.post(f"/v1/sessions/{idle}/resume", json={"action": "retry"}),
         409,
         "illegal-transition",
     )

@@ -63,15 +63,22 @@ class RabbitBroker(Broker):
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         reconnect_interval: float = DEFAULT_RECONNECT_INTERVAL,
+        ca_file: str | None = None,
     ) -> RabbitBroker:
         """Connect to ``url``, or raise :class:`BrokerUnavailable` (the password redacted).
 
         ``name`` labels the connection in RabbitMQ's tools; ``confirm_timeout`` bounds the
         wait for each publisher confirm; after a loss, reconnection is attempted every
-        ``reconnect_interval`` seconds.
+        ``reconnect_interval`` seconds. An ``amqps://`` URL verifies the broker's certificate
+        against ``ca_file`` (else the system's CAs); a certificate that does not verify raises
+        :class:`BrokerUnavailable` saying so.
         """
         connection = await open_connection(
-            url, name=name, connect_timeout=connect_timeout, reconnect_interval=reconnect_interval
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            reconnect_interval=reconnect_interval,
+            ca_file=ca_file,
         )
         publisher = Publisher(connection, url=url, confirm_timeout=confirm_timeout)
         try:

@@ -1,12 +1,14 @@
 """The robust AMQP connection under :class:`~durable_sessions.broker.rabbitmq.RabbitBroker`.
 
 aio-pika's robust connection reconnects by itself and restores the robust channels opened on
-it (each consumer's), consumers included. This module opens it, tells whether it is up right
-now, and turns aiormq/aio-pika errors into the library's own.
+it (each consumer's), consumers included. This module opens it (over ``amqps://`` with the
+broker's certificate verified), tells whether it is up right now, and turns aiormq/aio-pika
+errors into the library's own.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +17,7 @@ import aiormq
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
-from durable_sessions.errors import BrokerError, BrokerUnavailable
+from durable_sessions.errors import BrokerError, BrokerUnavailable, ConfigurationError
 from durable_sessions.settings import redact_url
 
 DEFAULT_RECONNECT_INTERVAL = 2.0
@@ -35,14 +37,34 @@ def describe(error: BaseException) -> str:
     return " ".join(parts) or type(error).__name__
 
 
+def tls_context(url: str, ca_file: str | None) -> ssl.SSLContext | None:
+    """The context an ``amqps://`` URL connects with: the broker's certificate and host name
+    verified, against ``ca_file`` if given, else the system's CAs; None for ``amqp://``."""
+    if URL(url).scheme != "amqps":
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the broker CA file {ca_file}: {e}") from e
+
+
 async def open_connection(
-    url: str, *, name: str, connect_timeout: float, reconnect_interval: float
+    url: str,
+    *,
+    name: str,
+    connect_timeout: float,
+    reconnect_interval: float,
+    ca_file: str | None = None,
 ) -> aio_pika.RobustConnection:
-    """Connect, or raise :class:`BrokerUnavailable` naming the URL without its password."""
+    """Connect, or raise :class:`BrokerUnavailable` naming the URL without its password.
+
+    Over ``amqps://`` the broker's certificate must verify (see :func:`tls_context`).
+    """
     connection = aio_pika.RobustConnection(
         URL(url),
         client_properties={"connection_name": name},
         reconnect_interval=reconnect_interval,
+        ssl_context=tls_context(url, ca_file),
     )
     try:
         await connection.connect(timeout=connect_timeout)

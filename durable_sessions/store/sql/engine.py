@@ -12,6 +12,9 @@ PostgreSQL connections plan every execution of a prepared statement for its para
 executions suggest it: prepared while the tables are small, that plan scans them whole, and a
 pooled connection goes on scanning as they grow until the next ANALYZE. Planning these short
 statements costs nothing measurable next to their round trip.
+
+libpq's ``sslmode``/``sslrootcert`` in a PostgreSQL URL become asyncpg's ``ssl`` argument
+(:mod:`~durable_sessions.store.sql.tls`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from durable_sessions.errors import StoreError, StoreUnavailable, UniquenessViolation
 from durable_sessions.settings import redact_url
+from durable_sessions.store.sql.tls import ssl_argument
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "ds_write"
@@ -43,12 +47,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
+        plain, tls = ssl_argument(make_url(url))
         engine = create_async_engine(
-            url,
+            plain,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_use_lifo=True,
-            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}, **tls},
         )
         _check_idle_connections(engine)
         return engine
