@@ -1,20 +1,22 @@
 """The control plane's FastAPI application: ``create_app(settings)``.
 
 It owns a store, a broker connection and an outbox relay (so its sends are published at once),
-checks bearer keys on every ``/v1`` route and renders every error as problem+json. Tests and
+checks bearer keys on every ``/v1`` route, renders every error as problem+json and serves the
+operator's dashboard at ``/ui/`` (:mod:`api.ui`). Tests and
 ``durable-sessions up`` build it the same way; tests may hand in the memory twins.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 
-from api import problems
+from api import problems, ui
 from api.deps import ControlPlane, require_key, require_key_off_loopback
 from api.routes import dead_letters, listeners, sessions, soap, system
 from durable_sessions.broker.base import Broker
@@ -22,6 +24,7 @@ from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
 from durable_sessions.hosting.apikeys import load_api_keys
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.sampler import Sampler
 from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
@@ -73,6 +76,17 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+@asynccontextmanager
+async def _sampling(sampler: Sampler) -> AsyncIterator[None]:
+    task = asyncio.create_task(sampler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(
     settings: Settings,
     *,
@@ -104,6 +118,7 @@ def create_app(
                     own_store, own_broker, known, settings
                 ) as client:
                     assert client.relay is not None
+                    own_metrics = metrics or Metrics()
                     app.state.plane = ControlPlane(
                         settings=settings,
                         store=own_store,
@@ -111,10 +126,12 @@ def create_app(
                         endpoints=known,
                         relay=client.relay,
                         client=client,
-                        metrics=metrics or Metrics(),
+                        metrics=own_metrics,
                         keys=keys,
+                        sampler=Sampler(own_metrics),
                     )
-                    yield
+                    async with _sampling(app.state.plane.sampler):
+                        yield
             finally:
                 if broker is None:
                     await own_broker.close()
@@ -137,4 +154,5 @@ def create_app(
     app.include_router(system.v1, prefix="/v1", dependencies=secured)
     app.include_router(soap.router, prefix="/v1", dependencies=secured)
     app.include_router(system.probes, dependencies=[Depends(require_key_off_loopback)])
+    ui.install(app)
     return app

@@ -18,6 +18,7 @@ from durable_sessions.engine.client import Client
 from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.hosting.apikeys import key_matches
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.sampler import Sampler
 from durable_sessions.model.endpoints import Endpoints
 from durable_sessions.settings import Settings
 from durable_sessions.store.base import Store
@@ -37,6 +38,7 @@ class ControlPlane:
     client: Client
     metrics: Metrics
     keys: list[str]
+    sampler: Sampler
 
 
 def control_plane(request: Request) -> ControlPlane:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -68,6 +69,13 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time filter in UTC; one given without a zone is taken as UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
 async def create_session(body: OpenSession, plane: Plane, response: Response) -> SessionOut:
     """Open a session of a contract (on its endpoint, or the one named)."""
@@ -93,17 +101,28 @@ async def list_sessions(
     plane: Plane,
     state: SessionState | None = None,
     contract: Annotated[str | None, Query(max_length=200)] = None,
+    endpoint: Annotated[str | None, Query(max_length=200)] = None,
     label: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SessionPage:
-    """Sessions in creation order, filtered by state, contract and ``label=key=value``."""
+    """Sessions in creation order, filtered by state, contract, endpoint, ``label=key=value``
+    and creation time (``created_after`` inclusive, ``created_before`` exclusive)."""
     try:
         after = None if cursor is None else decode_cursor(cursor)
     except ValueError as e:
         raise ConfigurationError(str(e)) from None
     query = SessionQuery(
-        state=state, contract=contract, labels=_labels(label), after_id=after, limit=limit
+        state=state,
+        contract=contract,
+        endpoint=endpoint,
+        labels=_labels(label),
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        after_id=after,
+        limit=limit,
     )
     async with plane.store.snapshot() as uow:
         found = await uow.sessions.find(query)

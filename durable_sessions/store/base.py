@@ -46,6 +46,7 @@ from durable_sessions.model.records import (
     SequenceRecord,
     SequenceRole,
     SessionRecord,
+    WorkerRecord,
 )
 
 MAX_PAGE = 1000
@@ -69,7 +70,12 @@ class SessionQuery:
 
     state: SessionState | None = None
     contract: str | None = None
+    endpoint: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None
+    """Only sessions created at or after this time."""
+    created_before: datetime | None = None
+    """Only sessions created before this time."""
     after_id: str | None = None
     limit: int = 50
 
@@ -244,6 +250,10 @@ class DeadLetterRepository(ABC):
     async def find(self, query: DeadLetterQuery) -> list[DeadLetterRecord]:
         """Dead letters matching ``query``, in id order, at most ``query.limit``."""
 
+    @abstractmethod
+    async def count_waiting(self) -> int:
+        """How many dead letters are not replayed yet."""
+
 
 class ListenerFaultRepository(ABC):
     """Faulted datagram listeners: at most one fault per endpoint."""
@@ -285,6 +295,10 @@ class SequenceRepository(ABC):
         """The destination sequence of ``endpoint`` that CreateSequence ``message_id`` made."""
 
     @abstractmethod
+    async def of_session(self, session_id: str) -> list[SequenceRecord]:
+        """The sequences that carry ``session_id``, oldest first."""
+
+    @abstractmethod
     async def count_pending(self, endpoint: str) -> int:
         """How many destination sequences of ``endpoint`` are pending."""
 
@@ -317,6 +331,26 @@ class LeaseRepository(ABC):
         """End lease ``name`` if ``holder`` holds it."""
 
 
+class WorkerRepository(ABC):
+    """Workers' heartbeats, one row per worker process."""
+
+    @abstractmethod
+    async def beat(self, worker: WorkerRecord) -> None:
+        """Record ``worker`` as seen at ``worker.seen_at`` (inserting or replacing its row)."""
+
+    @abstractmethod
+    async def seen_since(self, since: datetime) -> list[WorkerRecord]:
+        """The workers seen at or after ``since``, by id."""
+
+    @abstractmethod
+    async def forget(self, worker_id: str) -> None:
+        """Remove a worker's row (a worker that stops cleanly)."""
+
+    @abstractmethod
+    async def forget_before(self, before: datetime) -> None:
+        """Remove the rows of workers last seen before ``before``."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -327,6 +361,7 @@ class UnitOfWork(ABC):
     listener_faults: ListenerFaultRepository
     sequences: SequenceRepository
     leases: LeaseRepository
+    workers: WorkerRepository
 
 
 class Store(ABC):
@@ -371,5 +406,6 @@ __all__ = [
     "SessionRepository",
     "Store",
     "UnitOfWork",
+    "WorkerRepository",
     "check_limit",
 ]

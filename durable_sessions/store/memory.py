@@ -28,6 +28,7 @@ from durable_sessions.model.records import (
     SequenceRecord,
     SequenceRole,
     SessionRecord,
+    WorkerRecord,
 )
 from durable_sessions.store.base import (
     DeadLetterQuery,
@@ -43,6 +44,7 @@ from durable_sessions.store.base import (
     SessionRepository,
     Store,
     UnitOfWork,
+    WorkerRepository,
     check_limit,
 )
 
@@ -59,6 +61,7 @@ class _Tables:
     listener_faults: dict[str, ListenerFault] = dataclasses.field(default_factory=dict)
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
+    workers: dict[str, WorkerRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -166,6 +169,9 @@ class _Sessions(SessionRepository):
             for s in self._w.tables.sessions.values()
             if (query.state is None or s.state is query.state)
             and (query.contract is None or s.contract == query.contract)
+            and (query.endpoint is None or s.endpoint == query.endpoint)
+            and (query.created_after is None or s.created_at >= query.created_after)
+            and (query.created_before is None or s.created_at < query.created_before)
             and all(s.labels.get(k) == v for k, v in query.labels.items())
         ]
         return _page(matches, lambda s: s.id, query.after_id, query.limit)
@@ -365,6 +371,10 @@ class _DeadLetters(DeadLetterRepository):
         ]
         return _page(matches, lambda d: d.id, query.after_id, query.limit)
 
+    async def count_waiting(self) -> int:
+        self._w.check()
+        return sum(1 for d in self._w.tables.dead_letters.values() if d.replayed_at is None)
+
 
 class _ListenerFaults(ListenerFaultRepository):
     def __init__(self, work: _Work) -> None:
@@ -439,6 +449,11 @@ class _Sequences(SequenceRepository):
                 return sequence
         return None
 
+    async def of_session(self, session_id: str) -> list[SequenceRecord]:
+        self._w.check()
+        found = [s for s in self._w.tables.sequences.values() if s.session_id == session_id]
+        return sorted(found, key=lambda s: (s.created_at, s.identifier))
+
     async def count_pending(self, endpoint: str) -> int:
         self._w.check()
         return sum(
@@ -487,6 +502,29 @@ class _Leases(LeaseRepository):
             del table[name]
 
 
+class _Workers(WorkerRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def beat(self, worker: WorkerRecord) -> None:
+        self._w.table("workers")[worker.id] = worker
+
+    async def seen_since(self, since: datetime) -> list[WorkerRecord]:
+        self._w.check()
+        return sorted(
+            (w for w in self._w.tables.workers.values() if w.seen_at >= since),
+            key=lambda w: w.id,
+        )
+
+    async def forget(self, worker_id: str) -> None:
+        self._w.table("workers").pop(worker_id, None)
+
+    async def forget_before(self, before: datetime) -> None:
+        table = self._w.table("workers")
+        for worker_id in [w.id for w in table.values() if w.seen_at < before]:
+            del table[worker_id]
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -497,6 +535,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.listener_faults = _ListenerFaults(work)
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
+        self.workers = _Workers(work)
 
 
 class MemoryStore(Store):

@@ -1,5 +1,5 @@
 """The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
-messages, outbox, dead letters, WS-RM sequences and leases.
+messages, outbox, dead letters, WS-RM sequences, leases and workers' heartbeats.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -261,6 +261,19 @@ class LeaseRow(Base):
     expires_at: Mapped[datetime]
 
 
+class WorkerRow(Base):
+    """A worker process's heartbeat: who it is, what it serves, when it was last seen."""
+
+    __tablename__ = "ds_workers"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    endpoints: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
 sessions = cast(sa.Table, SessionRow.__table__)
 session_sends = cast(sa.Table, SessionSendsRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
@@ -270,3 +283,4 @@ dead_letters = cast(sa.Table, DeadLetterRow.__table__)
 listener_faults = cast(sa.Table, ListenerFaultRow.__table__)
 sequences = cast(sa.Table, SequenceRow.__table__)
 leases = cast(sa.Table, LeaseRow.__table__)
+workers = cast(sa.Table, WorkerRow.__table__)

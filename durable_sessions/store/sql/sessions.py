@@ -266,6 +266,12 @@ class SqlSessions(SessionRepository):
             stmt = stmt.where(_STATE.c.state == query.state)
         if query.contract is not None:
             stmt = stmt.where(_STATE.c.contract == query.contract)
+        if query.endpoint is not None:
+            stmt = stmt.where(_STATE.c.endpoint == query.endpoint)
+        if query.created_after is not None:
+            stmt = stmt.where(_STATE.c.created_at >= query.created_after)
+        if query.created_before is not None:
+            stmt = stmt.where(_STATE.c.created_at < query.created_before)
         if query.after_id is not None:
             stmt = stmt.where(_STATE.c.id > query.after_id)
         labels = schema.session_labels

@@ -1,0 +1,66 @@
+"""The operator's dashboard at ``/ui/``: server-rendered pages (Jinja2) made live with htmx.
+
+Pages call the same route functions as REST v1 (:mod:`api.routes`), so every rule has one
+implementation; :mod:`api.ui.auth` signs visitors in and decides who may act. htmx is served
+from ``/ui/static`` (see ``static/NOTICE``), so the dashboard needs no network beyond the
+control plane.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api.ui import dead_letters, endpoints, overview, sessions, signin
+from api.ui.auth import Logins, SignInRequired
+from api.ui.render import HERE
+
+
+def _sign_in_first(request: Request, _: Exception) -> Response:
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": "/ui/login"})
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+class ServerTiming:
+    """Say how long each dashboard page took on the server (``Server-Timing``, milliseconds)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith("/ui/") or path.startswith("/ui/static/"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the dashboard on ``app``."""
+    app.state.ui_logins = Logins()
+    app.add_middleware(ServerTiming)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    for module in (signin, overview, sessions, dead_letters, endpoints):
+        app.include_router(module.router, prefix="/ui", include_in_schema=False)
+    app.add_exception_handler(SignInRequired, _sign_in_first)

@@ -1,0 +1,117 @@
+"""The dashboard through the real application, without a browser: sign-in, CSRF, pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.api.test_api import KEY, Stack, open_calc, send
+from tests.api.test_api import stack as stack  # noqa: PLC0414  (the fixture)
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+async def browser(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """A cookie-keeping client with no bearer key, as a browser is."""
+    transport = httpx.ASGITransport(app=stack.app, client=("127.0.0.1", 50001))
+    async with (
+        stack.runtime,
+        stack.app.router.lifespan_context(stack.app),
+        stack.client,
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        yield client
+
+
+async def sign_in(browser: httpx.AsyncClient, key: str = KEY) -> httpx.Response:
+    form = await browser.get("/ui/login")
+    token = CSRF.search(form.text)
+    assert token is not None
+    return await browser.post("/ui/login", data={"key": key, "csrf_token": token.group(1)})
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = CSRF.search(page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+async def test_pages_need_a_sign_in(browser: httpx.AsyncClient) -> None:
+    for path in ("/ui/", "/ui/sessions", "/ui/dead-letters", "/ui/endpoints"):
+        response = await browser.get(path)
+        assert (response.status_code, response.headers["location"]) == (303, "/ui/login")
+    polled = await browser.get("/ui/", headers={"HX-Request": "true"})
+    assert polled.headers["HX-Redirect"] == "/ui/login"
+
+
+async def test_signing_in_keeps_an_opaque_strict_cookie_and_signing_out_forgets_it(
+    browser: httpx.AsyncClient,
+) -> None:
+    refused = await sign_in(browser, "not-the-key")
+    assert refused.status_code == 401
+    assert "that key is not valid" in refused.text
+    assert "ds_ui=" not in refused.headers.get("set-cookie", "")
+    forged = await browser.post("/ui/login", data={"key": KEY, "csrf_token": "guess"})
+    assert forged.status_code == 403
+    signed = await sign_in(browser)
+    assert (signed.status_code, signed.headers["location"]) == (303, "/ui/")
+    cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("ds_ui="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+    assert KEY not in cookie
+    overview = await browser.get("/ui/")
+    assert overview.status_code == 200
+    assert "Sessions by state" in overview.text
+    assert overview.headers["Server-Timing"].startswith("app;dur=")
+    no_token = await browser.post("/ui/logout")
+    assert no_token.status_code == 403
+    out = await browser.post("/ui/logout", data={"csrf_token": csrf_of(overview)})
+    assert out.status_code == 303
+    assert (await browser.get("/ui/")).status_code == 303
+
+
+async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
+    browser: httpx.AsyncClient, stack: Stack
+) -> None:
+    sid = (await open_calc(stack.client))["id"]
+    await sign_in(browser)
+    shown = await browser.get(f"/ui/sessions/{sid}")
+    assert "Close" in shown.text
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = await browser.post(f"/ui/sessions/{sid}/terminate", data=data)
+        assert refused.status_code == 403
+    assert (await stack.client.get(f"/v1/sessions/{sid}")).json()["state"] == "open"
+    done = await browser.post(f"/ui/sessions/{sid}/close", data={"csrf_token": csrf_of(shown)})
+    assert (done.status_code, done.headers["location"]) == (303, f"/ui/sessions/{sid}")
+    after = await browser.get(f"/ui/sessions/{sid}")
+    assert "close requested: the session is" in after.text
+    assert (await stack.client.get(f"/v1/sessions/{sid}")).json()["state"] in ("closing", "closed")
+
+
+async def test_sessions_page_filters_and_one_session_shows_its_timeline(
+    browser: httpx.AsyncClient, stack: Stack
+) -> None:
+    sid = (await open_calc(stack.client, labels={"tenant": "acme"}))["id"]
+    other = (await open_calc(stack.client))["id"]
+    for op, args in (("clear", {}), ("add_to", {"n": 2})):
+        assert (await send(stack.client, sid, op, **args)).status_code == 202
+    await sign_in(browser)
+    listed = await browser.get("/ui/sessions", params={"label": "tenant=acme"})
+    assert sid in listed.text
+    assert other not in listed.text
+    region = await browser.get(
+        "/ui/sessions", params={"state": "open"}, headers={"HX-Target": "sessions-live"}
+    )
+    assert region.text.lstrip().startswith('<div id="sessions-live"')
+    bad = await browser.get("/ui/sessions", params={"label": "nokey"})
+    assert "label filters look like key=value" in bad.text
+    page = await browser.get(f"/ui/sessions/{sid}")
+    assert "add_to" in page.text
+    assert "Instance state" in page.text
+    missing = await browser.get("/ui/sessions/no-such-session")
+    assert missing.status_code == 404
