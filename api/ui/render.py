@@ -66,7 +66,8 @@ def page(
 ) -> HTMLResponse:
     """Render template ``name`` for a signed-in visitor (``login``) or the sign-in page."""
     flash = None
-    if login is not None and not request.headers.get("hx-request"):
+    polled = request.headers.get("hx-request") and not request.headers.get("hx-boosted")
+    if login is not None and not polled:
         flash, login.flash = login.flash, None
     values = {
         "login": login,
