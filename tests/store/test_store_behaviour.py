@@ -19,7 +19,6 @@ from durable_sessions.model.records import (
     MessageStatus,
     OutboxRecord,
     SessionRecord,
-    WorkerRecord,
     new_id,
 )
 from durable_sessions.store.base import DeadLetterQuery, SessionLock, SessionQuery, Store
@@ -897,6 +896,8 @@ async def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
 
 
 async def test_heartbeats_record_the_workers_seen_and_forget_old_ones(store: Store) -> None:
+    from durable_sessions.model.records import WorkerRecord
+
     worker = WorkerRecord("w1", "host-a", 10, ("calculator",), T0, T0)
     other = WorkerRecord("w2", "host-b", 20, ("orders", "calculator"), T0, T0)
     async with store.transaction() as uow:
