@@ -27,8 +27,17 @@ def _sign_in_first(request: Request, _: Exception) -> Response:
     return RedirectResponse("/ui/login", status_code=303)
 
 
-class ServerTiming:
-    """Say how long each dashboard page took on the server (``Server-Timing``, milliseconds)."""
+PAGE_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+"""Pages are never framed (no clickjacking), cached, or leaked in a Referer."""
+
+
+class PageHeaders:
+    """Add :data:`PAGE_HEADERS` and ``Server-Timing`` (the server's milliseconds) to pages."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -50,6 +59,7 @@ class ServerTiming:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 headers = list(message.get("headers", []))
                 headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
+                headers.extend(PAGE_HEADERS)
                 message["headers"] = headers
             await send(message)
 
@@ -59,7 +69,7 @@ class ServerTiming:
 def install(app: FastAPI) -> None:
     """Serve the dashboard on ``app``."""
     app.state.ui_logins = Logins()
-    app.add_middleware(ServerTiming)
+    app.add_middleware(PageHeaders)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     for module in (signin, overview, sessions, dead_letters, endpoints):
         app.include_router(module.router, prefix="/ui", include_in_schema=False)

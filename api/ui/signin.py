@@ -52,9 +52,11 @@ def _form(request: Request, error: str | None = None, status_code: int = 200) ->
     return response
 
 
-@router.get("/login")
-async def login_form(request: Request) -> HTMLResponse:
-    """The sign-in form."""
+@router.get("/login", response_model=None)
+async def login_form(request: Request) -> Response:
+    """The sign-in form (the overview, for a visitor signed in already)."""
+    if logins(request).get(request.cookies.get(COOKIE), utcnow()) is not None:
+        return RedirectResponse("/ui/", status_code=303)
     return _form(request)
 
 

@@ -68,6 +68,10 @@ async def test_signing_in_keeps_an_opaque_strict_cookie_and_signing_out_forgets_
     assert overview.status_code == 200
     assert "Sessions by state" in overview.text
     assert overview.headers["Server-Timing"].startswith("app;dur=")
+    assert overview.headers["X-Frame-Options"] == "DENY"
+    assert overview.headers["Cache-Control"] == "no-store"
+    again = await browser.get("/ui/login")
+    assert (again.status_code, again.headers["location"]) == (303, "/ui/")
     no_token = await browser.post("/ui/logout")
     assert no_token.status_code == 403
     out = await browser.post("/ui/logout", data={"csrf_token": csrf_of(overview)})
