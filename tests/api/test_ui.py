@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import statistics
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
+from api.app import create_app
+from durable_sessions.broker.memory import MemoryNode
+from durable_sessions.examples.calculator import CalculatorService
+from durable_sessions.model.endpoints import Endpoint
+from durable_sessions.model.records import utcnow
+from durable_sessions.model.services import service_of
+from durable_sessions.settings import Settings
+from durable_sessions.store.sql import migrate
+from durable_sessions.store.sql.store import SqlStore
+from tests.api.bulk import store_sessions_async
 from tests.api.test_api import KEY, Stack, open_calc, send
 from tests.api.test_api import stack as stack  # noqa: PLC0414  (the fixture)
 
@@ -119,3 +131,44 @@ async def test_sessions_page_filters_and_one_session_shows_its_timeline(
     assert "Instance state" in page.text
     missing = await browser.get("/ui/sessions/no-such-session")
     assert missing.status_code == 404
+
+
+@pytest.mark.postgres
+async def test_the_sessions_page_over_100k_sessions_on_postgres(
+    make_postgres_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = make_postgres_database()
+    await migrate.upgrade(url)
+    store = SqlStore.from_url(url)
+    try:
+        async with store.engine.begin() as db:
+            await store_sessions_async(db, 100_000, utcnow())
+        settings = Settings(api_keys=KEY, api_keys_file=str(tmp_path / "keys"))  # type: ignore[arg-type]
+        app = create_app(
+            settings,
+            endpoints=[Endpoint.for_service(service_of(CalculatorService))],
+            store=store,
+            broker=MemoryNode().connect(),
+        )
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50002))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            await sign_in(client)
+            timings = {}
+            for name, params in (
+                ("all", {}),
+                ("open", {"state": "open"}),
+                ("label", {"label": "bulk=yes"}),
+            ):
+                pages = [await client.get("/ui/sessions", params=params) for _ in range(5)]
+                assert pages[0].text.count("<tr data-session=") == 50, pages[0].text[-1500:]
+                timings[name] = [float(p.headers["Server-Timing"].split("dur=")[1]) for p in pages]
+    finally:
+        await store.close()
+    for name, values in timings.items():
+        shown = ", ".join(f"{v:.1f}" for v in values)
+        print(f"\nPostgreSQL, /ui/sessions first page ({name}): server ms {shown}")
+    for name, values in timings.items():
+        assert statistics.median(values) < 200.0, (name, values)
