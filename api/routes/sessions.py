@@ -35,7 +35,7 @@ from durable_sessions.errors import (
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import MessageRecord, MessageStatus, SessionRecord, utcnow
-from durable_sessions.store.base import MAX_PAGE, SessionQuery
+from durable_sessions.store.base import MAX_PAGE, SessionOrder, SessionQuery
 
 router = APIRouter(tags=["sessions"])
 MAX_WAIT_S = 60.0
@@ -105,11 +105,13 @@ async def list_sessions(
     label: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    order: SessionOrder = SessionOrder.OLDEST_FIRST,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SessionPage:
-    """Sessions in creation order, filtered by state, contract, endpoint, ``label=key=value``
-    and creation time (``created_after`` inclusive, ``created_before`` exclusive)."""
+    """Sessions in creation order (``order=newest`` for the newest first), filtered by state,
+    contract, endpoint, ``label=key=value`` and creation time (``created_after`` inclusive,
+    ``created_before`` exclusive)."""
     try:
         after = None if cursor is None else decode_cursor(cursor)
     except ValueError as e:
@@ -123,6 +125,7 @@ async def list_sessions(
         created_before=_aware(created_before),
         after_id=after,
         limit=limit,
+        order=order,
     )
     async with plane.store.snapshot() as uow:
         found = await uow.sessions.find(query)

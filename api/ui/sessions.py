@@ -21,6 +21,7 @@ from api.ui.render import live, not_found, page
 from durable_sessions.engine.control import ResumeAction
 from durable_sessions.errors import ConfigurationError, DurableSessionsError, SessionNotFound
 from durable_sessions.model.lifecycle import TRANSITIONS, SessionEvent, SessionState
+from durable_sessions.store.base import SessionOrder
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -50,10 +51,12 @@ async def sessions(
     label: str = "",
     created_after: str = "",
     created_before: str = "",
+    order: str = SessionOrder.NEWEST_FIRST.value,
     cursor: str = "",
 ) -> HTMLResponse:
-    """Sessions in creation order, filtered, a keyset page at a time."""
+    """Sessions, the newest (or oldest) first, filtered, a keyset page at a time."""
     filters = {
+        "order": order,
         "state": state,
         "contract": contract,
         "endpoint": endpoint,
@@ -66,6 +69,8 @@ async def sessions(
     try:
         if state and state not in SessionState.__members__.values():
             raise ConfigurationError(f"there is no session state {state!r}")
+        if order not in SessionOrder.__members__.values():
+            raise ConfigurationError(f"list the newest or the oldest first, not {order!r}")
         found = await rest.list_sessions(
             plane,
             state=SessionState(state) if state else None,
@@ -74,6 +79,7 @@ async def sessions(
             label=[label] if label else [],
             created_after=_moment(created_after, "created after"),
             created_before=_moment(created_before, "created before"),
+            order=SessionOrder(order),
             limit=PAGE_SIZE,
             cursor=cursor or None,
         )
@@ -88,6 +94,7 @@ async def sessions(
         "endpoints": sorted(plane.endpoints),
         "contracts": sorted({e.contract.name for e in plane.endpoints.values()}),
         "query": {k: v for k, v in filters.items() if v},
+        "newest": order == SessionOrder.NEWEST_FIRST,
     }
     name = "_sessions_table.html" if live(request, "sessions-live") else "sessions.html"
     return page(request, login, name, context)

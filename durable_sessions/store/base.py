@@ -64,9 +64,19 @@ class SessionLock(StrEnum):
     """Both, the send side first: what a state change that stops sending holds."""
 
 
+class SessionOrder(StrEnum):
+    """The order sessions are listed in: by id, which is creation order."""
+
+    OLDEST_FIRST = "oldest"
+    NEWEST_FIRST = "newest"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionQuery:
-    """Filters and keyset position for listing sessions, ordered by id (creation order)."""
+    """Filters and keyset position for listing sessions, ordered by id (creation order).
+
+    ``after_id`` is the last id of the previous page: the page goes on past it in ``order``.
+    """
 
     state: SessionState | None = None
     contract: str | None = None
@@ -78,6 +88,7 @@ class SessionQuery:
     """Only sessions created before this time."""
     after_id: str | None = None
     limit: int = 50
+    order: SessionOrder = SessionOrder.OLDEST_FIRST
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +146,7 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
-        """Sessions matching ``query``, in id order, at most ``query.limit``."""
+        """Sessions matching ``query``, in its order, at most ``query.limit``."""
 
     @abstractmethod
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
@@ -402,6 +413,7 @@ __all__ = [
     "OutboxStats",
     "SequenceRepository",
     "SessionLock",
+    "SessionOrder",
     "SessionQuery",
     "SessionRepository",
     "Store",

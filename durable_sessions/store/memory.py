@@ -40,6 +40,7 @@ from durable_sessions.store.base import (
     OutboxStats,
     SequenceRepository,
     SessionLock,
+    SessionOrder,
     SessionQuery,
     SessionRepository,
     Store,
@@ -97,10 +98,19 @@ class _Work:
         return error
 
 
-def _page(items: list[R], key: Callable[[R], str], after: str | None, limit: int) -> list[R]:
-    ordered = sorted(items, key=key)
+def _page(
+    items: list[R],
+    key: Callable[[R], str],
+    after: str | None,
+    limit: int,
+    *,
+    descending: bool = False,
+) -> list[R]:
+    ordered = sorted(items, key=key, reverse=descending)
     if after is not None:
-        ordered = [item for item in ordered if key(item) > after]
+        ordered = [
+            item for item in ordered if (key(item) < after if descending else key(item) > after)
+        ]
     return ordered[: check_limit(limit)]
 
 
@@ -174,7 +184,13 @@ class _Sessions(SessionRepository):
             and (query.created_before is None or s.created_at < query.created_before)
             and all(s.labels.get(k) == v for k, v in query.labels.items())
         ]
-        return _page(matches, lambda s: s.id, query.after_id, query.limit)
+        return _page(
+            matches,
+            lambda s: s.id,
+            query.after_id,
+            query.limit,
+            descending=query.order is SessionOrder.NEWEST_FIRST,
+        )
 
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
         self._w.check()

@@ -252,6 +252,12 @@ async def test_list_filters_by_endpoint_and_creation_time(http: httpx.AsyncClien
     assert [s["id"] for s in (await http.get("/v1/sessions", params=since)).json()["items"]] == (
         ids[1:]
     )
+    newest = (await http.get("/v1/sessions", params={"order": "newest", "limit": 2})).json()
+    assert [s["id"] for s in newest["items"]] == ids[::-1][:2]
+    rest = {"order": "newest", "cursor": newest["next_cursor"]}
+    assert [s["id"] for s in (await http.get("/v1/sessions", params=rest)).json()["items"]] == (
+        ids[:1]
+    )
     naive = {"created_before": made[1]["created_at"].removesuffix("Z")}
     assert [s["id"] for s in (await http.get("/v1/sessions", params=naive)).json()["items"]] == (
         ids[:1]

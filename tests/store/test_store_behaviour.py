@@ -21,7 +21,13 @@ from durable_sessions.model.records import (
     SessionRecord,
     new_id,
 )
-from durable_sessions.store.base import DeadLetterQuery, SessionLock, SessionQuery, Store
+from durable_sessions.store.base import (
+    DeadLetterQuery,
+    SessionLock,
+    SessionOrder,
+    SessionQuery,
+    Store,
+)
 from durable_sessions.store.sql.store import SqlStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -367,6 +373,17 @@ async def test_find_filters_by_endpoint_and_creation_time(store: Store) -> None:
     assert [s.id for s in on_calculator] == [early.id, later.id]
     assert [s.id for s in since] == [later.id, elsewhere.id]
     assert [s.id for s in before] == [early.id]
+
+
+async def test_find_lists_the_newest_first_with_keyset_pages(store: Store) -> None:
+    made = sorted([(await add_session(store)).id for _ in range(5)], reverse=True)
+    newest = SessionQuery(order=SessionOrder.NEWEST_FIRST, limit=2)
+    async with store.snapshot() as uow:
+        first = await uow.sessions.find(newest)
+        second = await uow.sessions.find(dataclasses.replace(newest, after_id=first[-1].id))
+        last = await uow.sessions.find(dataclasses.replace(newest, after_id=made[-2]))
+    assert [s.id for s in first + second] == made[:4]
+    assert [s.id for s in last] == made[-1:]
 
 
 async def test_find_rejects_silly_page_sizes(store: Store) -> None:
