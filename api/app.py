@@ -1,8 +1,8 @@
 """The control plane's FastAPI application: ``create_app(settings)``.
 
 It owns a store, a broker connection and an outbox relay (so its sends are published at once),
-checks bearer keys on every ``/v1`` route, renders every error as problem+json and serves the
-operator's dashboard at ``/ui/`` (:mod:`api.ui`). Tests and
+checks the caller and its permission on every ``/v1`` route, renders every error as
+problem+json and serves the operator's dashboard at ``/ui/`` (:mod:`api.ui`). Tests and
 ``durable-sessions up`` build it the same way; tests may hand in the memory twins.
 """
 
@@ -17,8 +17,9 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 
 from api import problems, ui
-from api.deps import ControlPlane, require_key, require_key_off_loopback
-from api.routes import dead_letters, listeners, sessions, soap, system
+from api.auth import authenticate, require_key_off_loopback
+from api.deps import ControlPlane
+from api.routes import dead_letters, keys, listeners, sessions, soap, system
 from durable_sessions.broker.base import Broker
 from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
@@ -96,8 +97,8 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The control plane for ``settings``; ``store``/``broker`` replace the real ones."""
-    keys = load_api_keys(settings)
-    if not keys:
+    configured = load_api_keys(settings)
+    if not configured:
         raise ConfigurationError(
             "the control plane needs an API key: set DS_API_KEYS, or run `durable-sessions up` "
             f"once to generate one in {settings.api_keys_file}"
@@ -127,7 +128,7 @@ def create_app(
                         relay=client.relay,
                         client=client,
                         metrics=own_metrics,
-                        keys=keys,
+                        keys=configured,
                         sampler=Sampler(own_metrics),
                     )
                     async with _sampling(app.state.plane.sampler):
@@ -147,12 +148,14 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(BodyLimit)
-    secured = [Depends(require_key)]
+    # Every route also declares the permission it needs (api.auth.needs).
+    secured = [Depends(authenticate)]
     app.include_router(sessions.router, prefix="/v1", dependencies=secured)
     app.include_router(dead_letters.router, prefix="/v1", dependencies=secured)
     app.include_router(listeners.router, prefix="/v1", dependencies=secured)
     app.include_router(system.v1, prefix="/v1", dependencies=secured)
     app.include_router(soap.router, prefix="/v1", dependencies=secured)
+    app.include_router(keys.router, prefix="/v1", dependencies=secured)
     app.include_router(system.probes, dependencies=[Depends(require_key_off_loopback)])
     ui.install(app)
     return app

@@ -123,6 +123,8 @@ class SessionOut(BaseModel):
     close_requested: bool
     fault: Fault | None
     end_reason: str | None
+    opened_by: str | None = None
+    """The id of the key that opened it: a stored key's prefix, or ``config``."""
     instance_state: Any = None
 
     @classmethod
@@ -156,8 +158,21 @@ class SessionOut(BaseModel):
             if s.state is SessionState.FAULTED
             else None,
             end_reason=s.end_reason,
+            opened_by=s.opened_by,
             instance_state=s.instance_state if with_state else None,
         )
+
+
+class SessionOpened(SessionOut):
+    """A session just opened, with the token that drives it (shown this once)."""
+
+    session_token: str
+    """A bearer credential for this session only: send, read, close, terminate."""
+
+    @classmethod
+    def opened(cls, s: SessionRecord, token: str) -> SessionOpened:
+        """The view of a session just opened with ``token``."""
+        return cls(**SessionOut.of(s).model_dump(), session_token=token)
 
 
 class SessionPage(BaseModel):

@@ -21,6 +21,9 @@ errors (SQLAlchemy, aio-pika/aiormq, lxml) are translated at the adapter boundar
     │       ├── SessionAborted              the client aborted it (CommunicationObjectAborted)
     │       └── SessionFaulted              it faulted (CommunicationObjectFaultedException)
     ├── EndpointNotFound
+    ├── AccessDenied                        the credential is valid but may not do this
+    ├── KeyNotFound                         no API key has that name
+    ├── KeyExists                           an API key of that name exists already
     ├── ListenerNotFaulted                  resuming a datagram listener that is not faulted
     ├── DeadLetterNotFound
     ├── ReplayRefused                       a dead letter cannot be replayed (again)
@@ -149,6 +152,18 @@ class SessionFaulted(SessionNotOpen):
 
 class EndpointNotFound(DurableSessionsError):
     """No endpoint of that name is served here."""
+
+
+class AccessDenied(DurableSessionsError):
+    """The caller is known, but its role, scope or session does not allow this request."""
+
+
+class KeyNotFound(DurableSessionsError):
+    """No API key has this name."""
+
+
+class KeyExists(DurableSessionsError):
+    """An API key of this name exists already (revoke it first to reuse the name)."""
 
 
 class ListenerNotFaulted(DurableSessionsError):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.auth import needs
 from api.deps import Plane
 from api.schemas import (
     DeadLetterOut,
@@ -23,13 +24,14 @@ from durable_sessions.engine.replay import (
     session_dead_letter_ids,
 )
 from durable_sessions.errors import ConfigurationError, DeadLetterNotFound
+from durable_sessions.model.access import Permission
 from durable_sessions.model.records import DeadLetterReason, utcnow
 from durable_sessions.store.base import MAX_PAGE, DeadLetterQuery
 
 router = APIRouter(tags=["dead letters"])
 
 
-@router.get("/dead-letters", response_model=DeadLetterPage)
+@router.get("/dead-letters", response_model=DeadLetterPage, dependencies=[needs(Permission.READ)])
 async def list_dead_letters(
     plane: Plane,
     session_id: Annotated[str | None, Query(max_length=36)] = None,
@@ -52,7 +54,11 @@ async def list_dead_letters(
     )
 
 
-@router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterOut)
+@router.get(
+    "/dead-letters/{dead_letter_id}",
+    response_model=DeadLetterOut,
+    dependencies=[needs(Permission.READ)],
+)
 async def show_dead_letter(dead_letter_id: str, plane: Plane) -> DeadLetterOut:
     """One dead letter."""
     async with plane.store.snapshot() as uow:
@@ -66,6 +72,7 @@ async def show_dead_letter(dead_letter_id: str, plane: Plane) -> DeadLetterOut:
     "/dead-letters/{dead_letter_id}/replay",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ReplayOut,
+    dependencies=[needs(Permission.REPLAY)],
 )
 async def replay(dead_letter_id: str, plane: Plane, body: Replay | None = None) -> ReplayOut:
     """Replay one dead letter: into a new session, or as a datagram (docs: Replaying)."""
@@ -76,6 +83,7 @@ async def replay(dead_letter_id: str, plane: Plane, body: Replay | None = None) 
     "/dead-letters/replay",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ReplayOut,
+    dependencies=[needs(Permission.REPLAY)],
 )
 async def replay_many(body: ReplayMany, plane: Plane) -> ReplayOut:
     """Replay dead letters by id, or all of one session's, in their original order."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.auth import needs
 from api.deps import Plane
 from api.schemas import EndpointOut, ListenerResumed, Resume
 from durable_sessions.engine.listeners import resume_listener
 from durable_sessions.errors import EndpointNotFound
+from durable_sessions.model.access import Permission
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.records import utcnow
 
@@ -22,7 +24,7 @@ def _endpoint(plane: Plane, name: str) -> Endpoint:
     return endpoint
 
 
-@router.get("/endpoints", response_model=list[EndpointOut])
+@router.get("/endpoints", response_model=list[EndpointOut], dependencies=[needs(Permission.READ)])
 async def list_endpoints(plane: Plane) -> list[EndpointOut]:
     """Every endpoint served, with its datagram listener open or faulted."""
     async with plane.store.snapshot() as uow:
@@ -30,7 +32,7 @@ async def list_endpoints(plane: Plane) -> list[EndpointOut]:
     return [EndpointOut.of(e, faults.get(e.name)) for e in plane.endpoints.values()]
 
 
-@router.get("/endpoints/{name}", response_model=EndpointOut)
+@router.get("/endpoints/{name}", response_model=EndpointOut, dependencies=[needs(Permission.READ)])
 async def show_endpoint(name: str, plane: Plane) -> EndpointOut:
     """One endpoint, with its datagram listener open or faulted."""
     endpoint = _endpoint(plane, name)
@@ -39,7 +41,11 @@ async def show_endpoint(name: str, plane: Plane) -> EndpointOut:
     return EndpointOut.of(endpoint, fault)
 
 
-@router.post("/endpoints/{name}/resume", response_model=ListenerResumed)
+@router.post(
+    "/endpoints/{name}/resume",
+    response_model=ListenerResumed,
+    dependencies=[needs(Permission.RESUME_LISTENER)],
+)
 async def resume(name: str, body: Resume, plane: Plane) -> ListenerResumed:
     """Resume a faulted datagram listener: retry the datagram it stopped at, or skip it."""
     endpoint = _endpoint(plane, name)

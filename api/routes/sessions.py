@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.auth import needs
 from api.deps import ControlPlane, Plane
 from api.schemas import (
     Accepted,
@@ -18,6 +19,7 @@ from api.schemas import (
     Resume,
     SendDatagram,
     SendMessage,
+    SessionOpened,
     SessionOut,
     SessionPage,
     Terminate,
@@ -32,9 +34,17 @@ from durable_sessions.errors import (
     SessionNotFound,
     UnknownContract,
 )
+from durable_sessions.hosting.apikeys import digest, new_session_token
+from durable_sessions.model.access import Permission, Principal
 from durable_sessions.model.endpoints import Endpoint
 from durable_sessions.model.lifecycle import SessionState
-from durable_sessions.model.records import MessageRecord, MessageStatus, SessionRecord, utcnow
+from durable_sessions.model.records import (
+    MessageRecord,
+    MessageStatus,
+    SessionRecord,
+    new_id,
+    utcnow,
+)
 from durable_sessions.store.base import MAX_PAGE, SessionOrder, SessionQuery
 
 router = APIRouter(tags=["sessions"])
@@ -76,11 +86,21 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-@router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
-async def create_session(body: OpenSession, plane: Plane, response: Response) -> SessionOut:
-    """Open a session of a contract (on its endpoint, or the one named)."""
+@router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionOpened)
+async def create_session(
+    body: OpenSession,
+    plane: Plane,
+    response: Response,
+    caller: Annotated[Principal, needs(Permission.OPEN)],
+) -> SessionOpened:
+    """Open a session of a contract (on its endpoint, or the one named).
+
+    The answer carries ``session_token``, shown once: a bearer credential for this session only.
+    """
     endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
     now = utcnow()
+    session_id = new_id()
+    token = new_session_token(session_id)
     session: SessionRecord = await plane.client.transact(
         lambda tx: open_session(
             tx.uow,
@@ -90,13 +110,16 @@ async def create_session(body: OpenSession, plane: Plane, response: Response) ->
             or plane.settings.session_inactivity_timeout_s,
             ttl_s=body.ttl_s if body.ttl_s is not None else plane.settings.session_ttl_s,
             labels=body.labels,
+            session_id=session_id,
+            opened_by=caller.id,
+            token_digest=digest(token),
         )
     )
     response.headers["Location"] = f"/v1/sessions/{session.id}"
-    return SessionOut.of(session)
+    return SessionOpened.opened(session, token)
 
 
-@router.get("/sessions", response_model=SessionPage)
+@router.get("/sessions", response_model=SessionPage, dependencies=[needs(Permission.READ)])
 async def list_sessions(
     plane: Plane,
     state: SessionState | None = None,
@@ -136,7 +159,9 @@ async def list_sessions(
     )
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut)
+@router.get(
+    "/sessions/{session_id}", response_model=SessionOut, dependencies=[needs(Permission.READ)]
+)
 async def show_session(session_id: str, plane: Plane) -> SessionOut:
     """A session: state, watermarks, counters, instance state, fault."""
     return SessionOut.of(await _session(plane, session_id))
@@ -146,6 +171,7 @@ async def show_session(session_id: str, plane: Plane) -> SessionOut:
     "/sessions/{session_id}/messages",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
+    dependencies=[needs(Permission.SEND)],
 )
 async def send_message(session_id: str, body: SendMessage, plane: Plane) -> Accepted:
     """Send one message; the same ``message_id`` again returns the first answer."""
@@ -158,7 +184,12 @@ async def send_message(session_id: str, body: SendMessage, plane: Plane) -> Acce
     return Accepted.of(sent.message)
 
 
-@router.post("/datagrams", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/datagrams",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=[needs(Permission.SEND)],
+)
 async def send_a_datagram(body: SendDatagram, plane: Plane) -> Accepted:
     """Send one message outside any session (a contract that does not require sessions)."""
     endpoint = plane.endpoints.for_contract(body.contract, body.endpoint)
@@ -170,7 +201,11 @@ async def send_a_datagram(body: SendDatagram, plane: Plane) -> Accepted:
     return Accepted.of(sent.message)
 
 
-@router.get("/sessions/{session_id}/messages", response_model=MessagePage)
+@router.get(
+    "/sessions/{session_id}/messages",
+    response_model=MessagePage,
+    dependencies=[needs(Permission.READ)],
+)
 async def list_messages(
     session_id: str,
     plane: Plane,
@@ -198,7 +233,11 @@ async def list_messages(
     )
 
 
-@router.get("/sessions/{session_id}/messages/{seq}", response_model=MessageOut)
+@router.get(
+    "/sessions/{session_id}/messages/{seq}",
+    response_model=MessageOut,
+    dependencies=[needs(Permission.READ)],
+)
 async def show_message(
     session_id: str,
     seq: int,
@@ -215,7 +254,12 @@ async def show_message(
     return MessageOut.of(await _wait(read, wait, f"session {session_id!r} has no seq {seq}"))
 
 
-@router.get("/messages/{message_id}", response_model=MessageOut, tags=["messages"])
+@router.get(
+    "/messages/{message_id}",
+    response_model=MessageOut,
+    tags=["messages"],
+    dependencies=[needs(Permission.READ)],
+)
 async def show_message_by_id(
     message_id: str,
     plane: Plane,
@@ -250,6 +294,7 @@ async def _wait(
     "/sessions/{session_id}/close",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SessionOut,
+    dependencies=[needs(Permission.CLOSE)],
 )
 async def close(session_id: str, plane: Plane) -> SessionOut:
     """Close gracefully: ``closing`` now, ``closed`` once pending messages are applied."""
@@ -260,7 +305,11 @@ async def close(session_id: str, plane: Plane) -> SessionOut:
     return SessionOut.of(session)
 
 
-@router.post("/sessions/{session_id}/terminate", response_model=SessionOut)
+@router.post(
+    "/sessions/{session_id}/terminate",
+    response_model=SessionOut,
+    dependencies=[needs(Permission.TERMINATE)],
+)
 async def terminate(session_id: str, plane: Plane, body: Terminate | None = None) -> SessionOut:
     """Terminate now: pending messages become dead letters."""
     reason = (body or Terminate()).reason
@@ -271,7 +320,11 @@ async def terminate(session_id: str, plane: Plane, body: Terminate | None = None
     return SessionOut.of(session)
 
 
-@router.post("/sessions/{session_id}/resume", response_model=SessionOut)
+@router.post(
+    "/sessions/{session_id}/resume",
+    response_model=SessionOut,
+    dependencies=[needs(Permission.RESUME)],
+)
 async def resume(session_id: str, body: Resume, plane: Plane) -> SessionOut:
     """Resume a faulted session: retry the failed message, or skip it."""
     endpoint = _endpoint(plane, await _session(plane, session_id))

@@ -8,17 +8,21 @@ such endpoint), 413 (too large), 415 (not SOAP) or 500 (the receiver's fault).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, Response
 
-from api.deps import Plane
+from api.auth import needs
+from api.deps import ControlPlane, Plane
 from durable_sessions.errors import (
     ConfigurationError,
     MessageRejected,
     SessionError,
 )
 from durable_sessions.hosting.composition import reliable_settings
+from durable_sessions.model.access import Permission, Principal, Role, allows
 from durable_sessions.reliable.calls import CALL_FORMAT
-from durable_sessions.reliable.host import ReliableSessionHost
+from durable_sessions.reliable.host import ReliableSessionHost, named_sequences
 from durable_sessions.wsrm.errors import EnvelopeRejected
 from durable_sessions.wsrm.faults import fault_envelope
 from durable_sessions.wsrm.messages import (
@@ -69,8 +73,17 @@ async def _read(request: Request) -> bytes | None:
         202: {"description": "Accepted; nothing to answer."},
     },
 )
-async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
-    """Process one WS-RM envelope (February 2005 or 1.1) for ``endpoint``'s sessions."""
+async def deliver(
+    endpoint: str,
+    request: Request,
+    plane: Plane,
+    caller: Annotated[Principal, needs(Permission.SEND)],
+) -> Response:
+    """Process one WS-RM envelope (February 2005 or 1.1) for ``endpoint``'s sessions.
+
+    A sequence belongs to the key that created it: a sender's envelope about another key's
+    sequence is refused (403, a Sender fault) before anything is read or stored.
+    """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in _ACCEPTED_TYPES:
         fault = Fault(FaultCode.SENDER, f"Send {SOAP_MEDIA_TYPE}, not {media_type or 'nothing'}.")
@@ -91,6 +104,9 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
             (AddressingFaultCode.DESTINATION_UNREACHABLE,),
         )
         return _fault(fault, version, 404)
+    if not await _may_use(plane, caller, named_sequences(inbound.envelope)):
+        fault = Fault(FaultCode.SENDER, "Access is denied: the sequence is another key's.")
+        return _fault(fault, version, 403)
     host = ReliableSessionHost(
         plane.store,
         plane.endpoints[endpoint],
@@ -98,6 +114,7 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
         address=str(request.url),
         settings=reliable_settings(plane.settings),
         relay=plane.relay,
+        opened_by=caller.id,
     )
     try:
         reply = await host.handle(inbound.envelope, version)
@@ -109,6 +126,21 @@ async def deliver(endpoint: str, request: Request, plane: Plane) -> Response:
     if reply is None:
         return Response(status_code=202)
     return _answer(reply, version)
+
+
+async def _may_use(plane: ControlPlane, caller: Principal, identifiers: list[str]) -> bool:
+    """True unless a sequence named belongs to a session ``caller`` may not send to."""
+    if caller.role is Role.ADMIN and caller.contract is None:
+        return True
+    async with plane.store.snapshot() as uow:
+        for identifier in identifiers:
+            sequence = await uow.sequences.get(identifier)
+            if sequence is None or sequence.session_id is None:
+                continue
+            session = await uow.sessions.get(sequence.session_id)
+            if session is not None and not allows(caller, Permission.SEND, session=session):
+                return False
+    return True
 
 
 def _answer(reply: Envelope, version: RMVersion) -> Response:

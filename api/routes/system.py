@@ -5,17 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from api.auth import needs
 from api.deps import Plane
 from api.schemas import ContractOut
 from durable_sessions.errors import DurableSessionsError
 from durable_sessions.hosting.metrics import render
+from durable_sessions.model.access import Permission
 from durable_sessions.model.records import utcnow
 
 v1 = APIRouter(tags=["contracts"])
 probes = APIRouter(tags=["operations"])
 
 
-@v1.get("/contracts", response_model=list[ContractOut])
+@v1.get("/contracts", response_model=list[ContractOut], dependencies=[needs(Permission.READ)])
 async def contracts(plane: Plane) -> list[ContractOut]:
     """The contracts served here: operations with their flags and argument schemas."""
     return [ContractOut.of(endpoint) for endpoint in plane.endpoints.values()]

@@ -1,11 +1,12 @@
 """Signing in to the dashboard, CSRF checks, and who may act.
 
-A key is checked once, at ``/ui/login``; the browser then holds an opaque random token in an
-HttpOnly, SameSite=Strict cookie, and the server keeps only its SHA-256 with the principal
-(never the key). Each sign-in has its own CSRF token, embedded in every form and in htmx's
-``X-CSRF-Token`` header, and every POST must carry it (the sign-in form itself uses a
-double-submit cookie). Sign-out forgets the token. Tokens live in this process: restarting the
-control plane signs everyone out.
+A key is checked once, at ``/ui/login``, by :func:`api.auth.authenticate` (the same check as
+REST's); the browser then holds an opaque random token in an HttpOnly, SameSite=Strict cookie,
+and the server keeps only its SHA-256 with the key's :class:`Principal` (never the key). A
+stored key revoked since is refused on the next page. Each sign-in has its own CSRF token,
+embedded in every form and in htmx's ``X-CSRF-Token`` header, and every POST must carry it
+(the sign-in form itself uses a double-submit cookie). Sign-out forgets the token. Tokens live
+in this process: restarting the control plane signs everyone out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.exceptions import HTTPException
 
+from api.auth import CONFIGURED, Principal, allows
+from api.deps import Plane
+from durable_sessions.model.access import Permission, Role
 from durable_sessions.model.records import utcnow
 
 COOKIE = "ds_ui"
@@ -29,25 +33,29 @@ CSRF_HEADER = "x-csrf-token"
 SIGN_IN_FOR = timedelta(hours=12)
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who signed in: the key, known by a fingerprint that does not reveal it."""
+ACTIONS = (
+    Permission.CLOSE,
+    Permission.TERMINATE,
+    Permission.RESUME,
+    Permission.REPLAY,
+    Permission.RESUME_LISTENER,
+)
+"""What the dashboard's buttons do."""
 
-    key_id: str
+
+def may_look(principal: Principal) -> bool:
+    """True if ``principal`` may sign in: it reads every session (admin, operator, reader)."""
+    return principal.role is not Role.SESSION and allows(principal, Permission.READ)
 
 
 def may_act(principal: Principal) -> bool:
     """True if ``principal`` may change things (close, terminate, resume, replay).
 
-    The one place the dashboard decides it: every action button and every POST asks here.
-    Every valid key may act until keys have roles.
+    The one place the dashboard decides it: every action button and every POST asks here. An
+    admin or an operator may, unless the key is scoped to one contract (the dashboard does not
+    narrow its buttons to a contract); a reader may only look.
     """
-    return True
-
-
-def key_id(key: str) -> str:
-    """A short fingerprint of a key, safe to show and log."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+    return all(allows(principal, permission) for permission in ACTIONS)
 
 
 @dataclass(slots=True)
@@ -108,11 +116,18 @@ def logins(request: Request) -> Logins:
     return found
 
 
-def signed_in(request: Request) -> Login:
-    """The request's sign-in, else :class:`SignInRequired`."""
-    login = logins(request).get(request.cookies.get(COOKIE), utcnow())
+async def signed_in(request: Request, plane: Plane) -> Login:
+    """The request's sign-in, else :class:`SignInRequired` (also once its key is revoked)."""
+    token = request.cookies.get(COOKIE)
+    login = logins(request).get(token, utcnow())
     if login is None:
         raise SignInRequired
+    if login.principal.id != CONFIGURED.id:
+        async with plane.store.snapshot() as uow:
+            still = await uow.keys.by_prefix(login.principal.id)
+        if still is None:
+            logins(request).close(token)
+            raise SignInRequired
     return login
 
 

@@ -7,7 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.exceptions import HTTPException
 
+from api.auth import authenticate
 from api.deps import Plane
 from api.ui.auth import (
     COOKIE,
@@ -15,13 +18,11 @@ from api.ui.auth import (
     LOGIN_CSRF_COOKIE,
     SIGN_IN_FOR,
     Checked,
-    Principal,
-    key_id,
     login_csrf_ok,
     logins,
+    may_look,
 )
 from api.ui.render import page
-from durable_sessions.hosting.apikeys import key_matches
 from durable_sessions.model.records import utcnow
 
 router = APIRouter()
@@ -70,9 +71,17 @@ async def login(
     """Check the key; on success set the sign-in cookie and go to the overview."""
     if not login_csrf_ok(request, csrf_token):
         return _form(request, "the form expired: sign in again", 403)
-    if not key or not key_matches(key, plane.keys):
+    try:
+        principal = await authenticate(
+            request, plane, HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+        )
+    except HTTPException:
         return _form(request, "that key is not valid", 401)
-    token = logins(request).open(Principal(key_id(key)), utcnow())
+    if not may_look(principal):
+        return _form(
+            request, "this key may not read every session: sign in with a reader key or more", 403
+        )
+    token = logins(request).open(principal, utcnow())
     response = RedirectResponse("/ui/", status_code=303)
     _cookie(request, response, COOKIE, token, int(SIGN_IN_FOR.total_seconds()))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui")

@@ -199,11 +199,12 @@ def demo(
 
 
 def _add_rest_commands() -> None:
-    from durable_sessions.cli.rest import dead_letters_app, endpoints_app, sessions_app
+    from durable_sessions.cli.rest import dead_letters_app, endpoints_app, keys_app, sessions_app
 
     app.add_typer(sessions_app, name="sessions")
     app.add_typer(dead_letters_app, name="dead-letters")
     app.add_typer(endpoints_app, name="endpoints")
+    app.add_typer(keys_app, name="keys")
 
 
 _add_rest_commands()

@@ -1,4 +1,5 @@
-"""``sessions``, ``dead-letters``, ``endpoints``: thin REST clients of the control plane."""
+"""``sessions``, ``dead-letters``, ``endpoints``, ``keys``: thin REST clients of the control
+plane."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from durable_sessions.settings import Settings
 sessions_app = typer.Typer(help="Inspect and drive sessions through the control plane.")
 dead_letters_app = typer.Typer(help="Inspect and replay dead letters.")
 endpoints_app = typer.Typer(help="See the endpoints served and resume a faulted datagram listener.")
+keys_app = typer.Typer(help="Create, list and revoke API keys with roles (admin keys only).")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
 
@@ -58,7 +60,7 @@ def call(method: str, path: str, *, json_body: Any = None, params: Any = None) -
             _fail(f"{problem.get('title', response.status_code)}: {problem.get('detail', '')}")
         except ValueError:
             _fail(f"HTTP {response.status_code}: {response.text[:200]}")
-    return response.json()
+    return None if response.status_code == 204 else response.json()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -287,3 +289,54 @@ def resume_listener(
         f"endpoint {name}: datagram listener open; message {resumed['message_id']} is "
         f"{resumed['status'] or 'gone'}"
     )
+
+
+@keys_app.command("create")
+def create_key(
+    name: str,
+    role: Annotated[str, typer.Option(help="admin, operator, sender or reader.")],
+    contract: Annotated[
+        str | None, typer.Option(help="The one contract the key may act on.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key; it is printed this once (the control plane keeps only its digest)."""
+    body = {"name": name, "role": role, **({"contract": contract} if contract else {})}
+    created = call("POST", "/v1/keys", json_body=body)
+    if as_json:
+        typer.echo(json.dumps(created, indent=2))
+        return
+    scope = f" on contract {created['contract']}" if created["contract"] else ""
+    typer.echo(f"key {name} ({created['role']}{scope}), shown this once:\n\n    {created['key']}\n")
+
+
+@keys_app.command("list")
+def list_keys(as_json: JsonOption = False) -> None:
+    """List the stored keys: name, role, scope, prefix, created, last used (never the key)."""
+    found = call("GET", "/v1/keys")
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    typer.echo(
+        table(
+            ["name", "role", "contract", "prefix", "created", "last used"],
+            [
+                (
+                    k["name"],
+                    k["role"],
+                    k["contract"] or "-",
+                    k["prefix"],
+                    _short_time(k["created_at"]),
+                    _short_time(k["last_used_at"]) or "never",
+                )
+                for k in found
+            ],
+        )
+    )
+
+
+@keys_app.command("revoke")
+def revoke_key(name: str) -> None:
+    """Revoke a key: every control plane refuses it from the next request on."""
+    call("DELETE", f"/v1/keys/{name}")
+    typer.echo(f"key {name} revoked")

@@ -66,8 +66,10 @@ async def open_session(
     ttl_s: float | None,
     labels: Mapping[str, str] | None = None,
     session_id: str | None = None,
+    opened_by: str | None = None,
+    token_digest: str | None = None,
 ) -> SessionRecord:
-    """Create an open session on ``endpoint``."""
+    """Create an open session on ``endpoint``, recording who opened it and its token's digest."""
     if not endpoint.accepts_sessions:
         raise SessionsNotAllowed(_sessionless_text(endpoint))
     if inactivity_timeout_s <= 0 or (ttl_s is not None and ttl_s <= 0):
@@ -85,6 +87,8 @@ async def open_session(
         last_activity_at=now,
         updated_at=now,
         progress_at=now,
+        opened_by=opened_by,
+        token_digest=token_digest,
     )
     await uow.sessions.add(session)
     return session

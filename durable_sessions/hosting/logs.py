@@ -6,6 +6,10 @@ import logging
 import os
 import sys
 
+QUIET = ("aiormq", "aio_pika", "sqlalchemy.engine", "alembic", "uvicorn.access", "httpx")
+QUIET_ALWAYS = ("aiosqlite", "httpcore")
+"""Loggers kept at WARNING even at DEBUG: they print statement parameters (key digests,
+session token digests) and HTTP exchanges."""
 FORMAT = "%(asctime)s %(levelname)-7s %(role)s[%(process)d] %(name)s: %(message)s"
 
 
@@ -27,6 +31,8 @@ def setup_logging(role: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "sqlalchemy.engine", "alembic", "uvicorn.access", "httpx"):
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for secretive in QUIET_ALWAYS:
+        logging.getLogger(secretive).setLevel(logging.WARNING)
     logging.getLogger(__name__).debug("logging set up for %s (pid %d)", role, os.getpid())

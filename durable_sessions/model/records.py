@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from durable_sessions.model.access import Role
 from durable_sessions.model.lifecycle import SessionEvent, SessionState, transition
 from durable_sessions.wsrm.messages import RMVersion
 
@@ -164,6 +165,10 @@ class SessionRecord:
     fault_seq: int | None = None
     fault_reason: str | None = None
     end_reason: str | None = None
+    opened_by: str | None = None
+    """The id of the key that opened it (see ``Principal.id``); a sender acts only on its own."""
+    token_digest: str | None = None
+    """The SHA-256 of the session token handed to its opener (the token itself is not kept)."""
     version: int = 1
     expires_at: datetime | None = field(init=False)
     """When the session expires, or None once final. Its inactivity timeout (WCF's
@@ -384,3 +389,18 @@ class LeaseRecord:
     name: str
     holder: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored: its name, role and scope, and a digest of it, never the key."""
+
+    name: str
+    role: Role
+    prefix: str
+    """The key's first characters: not secret, unique, how a presented key is looked up."""
+    digest: str
+    """The key's SHA-256, hex."""
+    created_at: datetime
+    contract: str | None = None
+    last_used_at: datetime | None = None

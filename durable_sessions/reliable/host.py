@@ -108,6 +108,7 @@ class ReliableSessionHost:
         relay: OutboxRelay | None = None,
         reply_wait_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
+        opened_by: str | None = None,
     ) -> None:
         self.store = store
         self.endpoint = endpoint
@@ -118,6 +119,8 @@ class ReliableSessionHost:
         self.relay = relay
         self.reply_wait_s = reply_wait_s
         self.clock = clock
+        self.opened_by = opened_by
+        """Recorded as the opener of the sessions CreateSequence opens (see ``SessionRecord``)."""
 
     def destination(self, version: RMVersion) -> ReliableDestination:
         """The destination engine for ``version``."""
@@ -202,6 +205,7 @@ class ReliableSessionHost:
                     inactivity_timeout_s=SESSION_TIMEOUTS * self.settings.inactivity_timeout,
                     ttl_s=None,
                     labels={SEQUENCE_LABEL: identifier},
+                    opened_by=self.opened_by,
                 )
                 await uow.sequences.add(
                     new_record(
@@ -414,6 +418,13 @@ def _payload(body: object) -> Payload:
     if not isinstance(body, Payload):
         raise MessageRejected("an application message needs a body naming its operation")
     return body
+
+
+def named_sequences(envelope: Envelope) -> list[str]:
+    """The identifiers of the sequences an envelope acts on or acknowledges."""
+    named = [ack.identifier for ack in envelope.acknowledgements]
+    identifier = _destination_identifier(envelope)
+    return named if identifier is None else [identifier, *named]
 
 
 def _destination_identifier(envelope: Envelope) -> str | None:

@@ -21,6 +21,8 @@ Two implementations enforce the same rules (one behaviour suite runs against bot
   ``sequences.update`` succeeds only if the stored version equals the record's version.
 - ``leases.take`` gives a lease to the taker only if it is free, the taker's, or run out; the
   lease returned is the one that then stands.
+- ``keys.add`` of a name or prefix already stored raises
+  :class:`~durable_sessions.errors.UniquenessViolation`; ``keys.remove`` says whether it removed.
 - After a store error the unit of work is spoiled: every further call and the commit raise
   :class:`~durable_sessions.errors.StoreError`, and the block must be left.
 """
@@ -38,6 +40,7 @@ from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    KeyRecord,
     LeaseRecord,
     ListenerFault,
     MessageRecord,
@@ -362,6 +365,34 @@ class WorkerRepository(ABC):
         """Remove the rows of workers last seen before ``before``."""
 
 
+class KeyRepository(ABC):
+    """API keys (their digests), keyed by name and by prefix."""
+
+    @abstractmethod
+    async def add(self, key: KeyRecord) -> None:
+        """Insert a new key."""
+
+    @abstractmethod
+    async def get(self, name: str) -> KeyRecord | None:
+        """The key of this name, or None."""
+
+    @abstractmethod
+    async def by_prefix(self, prefix: str) -> KeyRecord | None:
+        """The key with this prefix, or None."""
+
+    @abstractmethod
+    async def all(self) -> list[KeyRecord]:
+        """Every key, by name."""
+
+    @abstractmethod
+    async def used(self, name: str, at: datetime) -> None:
+        """Record that key ``name`` was last used ``at`` (nothing if it is gone)."""
+
+    @abstractmethod
+    async def remove(self, name: str) -> bool:
+        """Delete key ``name``; False if there was none."""
+
+
 class UnitOfWork(ABC):
     """The repositories of one transaction."""
 
@@ -373,6 +404,7 @@ class UnitOfWork(ABC):
     sequences: SequenceRepository
     leases: LeaseRepository
     workers: WorkerRepository
+    keys: KeyRepository
 
 
 class Store(ABC):
@@ -406,6 +438,7 @@ __all__ = [
     "MAX_PAGE",
     "DeadLetterQuery",
     "DeadLetterRepository",
+    "KeyRepository",
     "ListenerFaultRepository",
     "LeaseRepository",
     "MessageRepository",

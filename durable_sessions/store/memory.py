@@ -20,6 +20,7 @@ from durable_sessions.model.records import (
     SESSION_SEND_FIELDS,
     SESSION_STATE_FIELDS,
     DeadLetterRecord,
+    KeyRecord,
     LeaseRecord,
     ListenerFault,
     MessageRecord,
@@ -33,6 +34,7 @@ from durable_sessions.model.records import (
 from durable_sessions.store.base import (
     DeadLetterQuery,
     DeadLetterRepository,
+    KeyRepository,
     LeaseRepository,
     ListenerFaultRepository,
     MessageRepository,
@@ -63,6 +65,7 @@ class _Tables:
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
     workers: dict[str, WorkerRecord] = dataclasses.field(default_factory=dict)
+    keys: dict[str, KeyRecord] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
 
 
@@ -541,6 +544,37 @@ class _Workers(WorkerRepository):
             del table[worker_id]
 
 
+class _Keys(KeyRepository):
+    def __init__(self, work: _Work) -> None:
+        self._w = work
+
+    async def add(self, key: KeyRecord) -> None:
+        table: dict[str, KeyRecord] = self._w.table("keys")
+        if key.name in table or any(k.prefix == key.prefix for k in table.values()):
+            raise self._w.fail(UniquenessViolation(f"a key named {key.name!r} already exists"))
+        table[key.name] = key
+
+    async def get(self, name: str) -> KeyRecord | None:
+        self._w.check()
+        return self._w.tables.keys.get(name)
+
+    async def by_prefix(self, prefix: str) -> KeyRecord | None:
+        self._w.check()
+        return next((k for k in self._w.tables.keys.values() if k.prefix == prefix), None)
+
+    async def all(self) -> list[KeyRecord]:
+        self._w.check()
+        return sorted(self._w.tables.keys.values(), key=lambda k: k.name)
+
+    async def used(self, name: str, at: datetime) -> None:
+        table: dict[str, KeyRecord] = self._w.table("keys")
+        if name in table:
+            table[name] = dataclasses.replace(table[name], last_used_at=at)
+
+    async def remove(self, name: str) -> bool:
+        return self._w.table("keys").pop(name, None) is not None
+
+
 class _MemoryUnitOfWork(UnitOfWork):
     def __init__(self, work: _Work) -> None:
         self.work = work
@@ -552,6 +586,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
         self.workers = _Workers(work)
+        self.keys = _Keys(work)
 
 
 class MemoryStore(Store):

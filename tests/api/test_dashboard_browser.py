@@ -2,8 +2,9 @@
 
 One ``up`` (SQLite, two workers) serves the calculator and a mailer for the whole module; the
 tests run in order: sign in, resume a ``divide_by(0)`` with skip and watch the session close,
-resume a faulted datagram listener and replay its dead letter, refuse a forged action, and
-time the sessions page with 100,000 stored sessions. Screenshots go to ``docs/img``, where
+resume a faulted datagram listener and replay its dead letter, refuse an action without its
+CSRF token, show a reader no action and refuse its forged one, and time the sessions page with
+100,000 stored sessions. Screenshots go to ``docs/img``, where
 ``docs/dashboard.md`` shows them.
 """
 
@@ -231,6 +232,37 @@ def test_an_action_without_its_csrf_token_is_refused_and_changes_nothing(
         assert refused.status == 403, refused.text()
     assert rest.get(f"/v1/sessions/{sid}").json()["state"] == "open"
     assert rest.get("/v1/dead-letters", params={"session_id": sid}).json()["items"] == []
+
+
+def test_a_reader_sees_no_action_button_and_a_forged_action_is_refused(
+    browser: Browser, dashboard: Dashboard
+) -> None:
+    rest = dashboard.rest
+    created = rest.post("/v1/keys", json={"name": "dashboard-reader", "role": "reader"})
+    assert created.status_code == 201, created.text
+    sid = rest.post("/v1/sessions", json={"contract": "Calculator"}).json()["id"]
+    reader = sign_in(browser, dashboard, created.json()["key"])
+    try:
+        expect(reader.get_by_role("heading", name="Overview")).to_be_visible()
+        expect(reader.locator("header")).to_contain_text("(read only)")
+        reader.goto(f"{dashboard.url}/ui/sessions/{sid}")
+        expect(reader.locator("[data-fact=state]")).to_contain_text("open")
+        for name in ("Close", "Terminate", "Resume: skip", "Resume: retry"):
+            expect(reader.get_by_role("button", name=name)).to_have_count(0)
+        reader.goto(f"{dashboard.url}/ui/dead-letters")
+        expect(reader.locator("tr[data-dead-letter]").first).to_be_visible()
+        expect(reader.get_by_role("checkbox")).to_have_count(0)
+        expect(reader.get_by_role("button", name="Replay", exact=True)).to_have_count(0)
+        shot(reader, "reader")
+        token = reader.locator("input[name=csrf_token]").first.get_attribute("value")
+        assert token
+        url = f"{dashboard.url}/ui/sessions/{sid}/terminate"
+        forged = reader.request.post(url, form={"csrf_token": token}, max_redirects=0)
+        assert forged.status == 403, forged.text()
+        assert rest.get(f"/v1/sessions/{sid}").json()["state"] == "open"
+    finally:
+        reader.close()
+        rest.delete("/v1/keys/dashboard-reader")
 
 
 def server_ms(response: Any) -> float:

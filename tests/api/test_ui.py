@@ -133,6 +133,29 @@ async def test_sessions_page_filters_and_one_session_shows_its_timeline(
     assert missing.status_code == 404
 
 
+async def test_a_reader_sees_no_action_and_a_forged_one_is_refused(
+    browser: httpx.AsyncClient, stack: Stack
+) -> None:
+    created = await stack.client.post("/v1/keys", json={"name": "looker", "role": "reader"})
+    reader_key = created.json()["key"]
+    sender = await stack.client.post("/v1/keys", json={"name": "bot", "role": "sender"})
+    refused = await sign_in(browser, sender.json()["key"])
+    assert refused.status_code == 403
+    assert "may not read every session" in refused.text
+    sid = (await open_calc(stack.client))["id"]
+    assert (await sign_in(browser, reader_key)).status_code == 303
+    shown = await browser.get(f"/ui/sessions/{sid}")
+    assert "key looker, reader (read only)" in shown.text
+    for action in ("/close", "/terminate", "/resume"):
+        assert f'action="/ui/sessions/{sid}{action}"' not in shown.text
+    token = csrf_of(shown)
+    forged = await browser.post(f"/ui/sessions/{sid}/terminate", data={"csrf_token": token})
+    assert forged.status_code == 403
+    assert (await stack.client.get(f"/v1/sessions/{sid}")).json()["state"] == "open"
+    assert (await stack.client.delete("/v1/keys/looker")).status_code in (200, 204)
+    assert (await browser.get(f"/ui/sessions/{sid}")).headers["location"] == "/ui/login"
+
+
 @pytest.mark.postgres
 async def test_the_sessions_page_over_100k_sessions_on_postgres(
     make_postgres_database: Callable[[], str], tmp_path: Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -258,3 +259,61 @@ async def test_a_call_outside_any_sequence_is_refused(http: httpx.AsyncClient) -
     )
     refused = fault_of(await post(http, document, 400))
     assert refused.reason == "The RM Destination requires the use of WSRM."
+
+
+async def soap_contents(store: Store, identifiers: list[str]) -> dict[str, Any]:
+    async with store.snapshot() as uow:
+        sessions = await uow.sessions.find(SessionQuery(limit=1000))
+        return {
+            "sessions": sessions,
+            "messages": [await uow.messages.for_session(s.id) for s in sessions],
+            "sequences": [await uow.sequences.get(i) for i in identifiers],
+            "outbox": (await uow.outbox.stats()).count,
+        }
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.label)
+async def test_a_sequence_belongs_to_the_key_that_created_it(
+    http: httpx.AsyncClient, store: MemoryStore, version: RMVersion
+) -> None:
+    def client(key: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=http._transport, base_url="http://test", headers={"Authorization": key}
+        )
+
+    keys = {}
+    for name, role in (("a", "sender"), ("b", "sender"), ("ci", "reader")):
+        made = await http.post("/v1/keys", json={"name": name, "role": role})
+        keys[name] = f"Bearer {made.json()['key']}"
+    async with client(keys["a"]) as a, client(keys["b"]) as b, client(keys["ci"]) as reader:
+        identifier = await create(a, version, "urn:uuid:offer-of-a")
+        assert ranges(await post(a, doc.call(version, identifier, 1, "clear"))) == [(1, 1)]
+        for _ in range(200):
+            before = await soap_contents(store, [identifier, "urn:uuid:offer-of-a"])
+            if before["outbox"] == 0 and before["sessions"][0].applied_count == 1:
+                break
+            await asyncio.sleep(0.01)
+        (session,) = before["sessions"]
+        assert session.opened_by == keys["a"].removeprefix("Bearer ")[:16]
+        for document in (
+            doc.call(version, identifier, 2, "add_to", "<n>1</n>"),
+            doc.envelope(version, "AckRequested", headers=doc.ack_requested(identifier)),
+            doc.identified(version, "TerminateSequence", identifier),
+            doc.envelope(
+                version,
+                "SequenceAcknowledgement",
+                headers=doc.acknowledgement("urn:uuid:offer-of-a", 1, 1),
+            ),
+        ):
+            refused = fault_of(await post(b, document, 403))
+            assert refused.reason == "Access is denied: the sequence is another key's."
+        response = await reader.post(
+            "/v1/soap/calculator",
+            content=doc.create_sequence(version, "urn:uuid:o-ci", "urn:create:ci"),
+            headers={"content-type": SOAP},
+        )
+        assert response.status_code == 403
+        assert response.json()["type"] == "urn:durable-sessions:problem:forbidden"
+        assert await soap_contents(store, [identifier, "urn:uuid:offer-of-a"]) == before
+        add = doc.call(version, identifier, 2, "add_to", "<n>1</n>")
+        assert ranges(await post(a, add)) == [(1, 2)]

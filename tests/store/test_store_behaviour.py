@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from durable_sessions.errors import ConcurrencyConflict, StoreError, UniquenessViolation
+from durable_sessions.model.access import Role
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import (
     DeadLetterReason,
     DeadLetterRecord,
+    KeyRecord,
     LeaseRecord,
     ListenerFault,
     MessageRecord,
@@ -907,6 +909,47 @@ async def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
         await uow.leases.release("single:a", "w2")
     async with store.transaction() as uow:
         assert (await uow.leases.take("single:a", "w3", much_later, much_later)).holder == "w3"
+
+
+async def test_keys_are_kept_by_name_and_prefix_and_revoked_at_once(store: Store) -> None:
+    reader = KeyRecord("ci", Role.READER, "dsk_AAAAAAAAAAAA", "d" * 64, T0, contract="Calculator")
+    async with store.transaction() as uow:
+        await uow.keys.add(reader)
+        await uow.keys.add(KeyRecord("bot", Role.SENDER, "dsk_BBBBBBBBBBBB", "e" * 64, T0))
+    for clash in (
+        dataclasses.replace(reader, prefix="dsk_CCCCCCCCCCCC"),  # the name
+        dataclasses.replace(reader, name="other"),  # the prefix
+    ):
+        with pytest.raises(UniquenessViolation):
+            async with store.transaction() as uow:
+                await uow.keys.add(clash)
+    later = T0 + timedelta(minutes=5)
+    async with store.transaction() as uow:
+        await uow.keys.used("ci", later)
+        await uow.keys.used("gone", later)
+    async with store.snapshot() as uow:
+        assert await uow.keys.by_prefix("dsk_AAAAAAAAAAAA") == dataclasses.replace(
+            reader, last_used_at=later
+        )
+        assert await uow.keys.get("ci") == dataclasses.replace(reader, last_used_at=later)
+        assert [k.name for k in await uow.keys.all()] == ["bot", "ci"]
+        assert await uow.keys.by_prefix("dsk_CCCCCCCCCCCC") is None
+    async with store.transaction() as uow:
+        assert await uow.keys.remove("ci") is True
+        assert await uow.keys.remove("ci") is False
+    async with store.snapshot() as uow:
+        assert await uow.keys.get("ci") is None
+        assert await uow.keys.by_prefix("dsk_AAAAAAAAAAAA") is None
+
+
+async def test_a_session_keeps_its_opener_and_token_digest(store: Store) -> None:
+    session = make_session(opened_by="dsk_AAAAAAAAAAAA", token_digest="f" * 64)
+    async with store.transaction() as uow:
+        await uow.sessions.add(session)
+    async with store.snapshot() as uow:
+        found = await uow.sessions.get(session.id)
+    assert found is not None
+    assert (found.opened_by, found.token_digest) == ("dsk_AAAAAAAAAAAA", "f" * 64)
 
 
 # --- workers' heartbeats ----------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 - :mod:`~durable_sessions.store.sql.store`: ``SqlStore`` and the outbox, message and dead-letter
   repositories; :mod:`~durable_sessions.store.sql.sessions`,
-  :mod:`~durable_sessions.store.sql.sequences` and :mod:`~durable_sessions.store.sql.leases`
-  the session, sequence and lease repositories;
+  :mod:`~durable_sessions.store.sql.sequences`, :mod:`~durable_sessions.store.sql.leases` and
+  :mod:`~durable_sessions.store.sql.keys` the session, sequence, lease and key repositories;
   :mod:`~durable_sessions.store.sql.work` the statements one transaction runs.
 - :mod:`~durable_sessions.store.sql.schema`: the tables; :mod:`~durable_sessions.store.sql.migrate`
   runs the Alembic migrations of ``migrations/``.

@@ -1,5 +1,5 @@
 """The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
-messages, outbox, dead letters, WS-RM sequences, leases and workers' heartbeats.
+messages, outbox, dead letters, WS-RM sequences, leases, API keys and workers' heartbeats.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from durable_sessions.model.access import Role
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import DeadLetterReason, MessageStatus, SequenceRole
 from durable_sessions.wsrm.messages import RMVersion
@@ -107,6 +108,8 @@ class SessionRow(Base):
     fault_seq: Mapped[int | None] = mapped_column(sa.BigInteger)
     fault_reason: Mapped[str | None] = mapped_column(sa.Text)
     end_reason: Mapped[str | None] = mapped_column(sa.Text)
+    opened_by: Mapped[str | None] = mapped_column(sa.String(64))
+    token_digest: Mapped[str | None] = mapped_column(sa.String(64))
     version: Mapped[int] = mapped_column(sa.Integer)
 
     __table_args__ = (
@@ -261,6 +264,20 @@ class LeaseRow(Base):
     expires_at: Mapped[datetime]
 
 
+class KeyRow(Base):
+    """An API key: its name, role and scope, its prefix and the SHA-256 of it (not the key)."""
+
+    __tablename__ = "ds_api_keys"
+
+    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "key_role", 16))
+    prefix: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    contract: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
 class WorkerRow(Base):
     """A worker process's heartbeat: who it is, what it serves, when it was last seen."""
 
@@ -283,4 +300,5 @@ dead_letters = cast(sa.Table, DeadLetterRow.__table__)
 listener_faults = cast(sa.Table, ListenerFaultRow.__table__)
 sequences = cast(sa.Table, SequenceRow.__table__)
 leases = cast(sa.Table, LeaseRow.__table__)
+keys = cast(sa.Table, KeyRow.__table__)
 workers = cast(sa.Table, WorkerRow.__table__)

@@ -38,6 +38,7 @@ from durable_sessions.store.base import (
 )
 from durable_sessions.store.sql import schema
 from durable_sessions.store.sql.engine import WRITE_OPTION, create_engine, translated_errors
+from durable_sessions.store.sql.keys import SqlKeys
 from durable_sessions.store.sql.leases import SqlLeases
 from durable_sessions.store.sql.listeners import SqlListenerFaults
 from durable_sessions.store.sql.sequences import SqlSequences
@@ -341,6 +342,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self.sequences = SqlSequences(work)
         self.leases = SqlLeases(work)
         self.workers = SqlWorkers(work)
+        self.keys = SqlKeys(work)
 
 
 class SqlStore(Store):
