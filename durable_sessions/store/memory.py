@@ -47,9 +47,9 @@ from durable_sessions.store.base import (
     SessionRepository,
     Store,
     UnitOfWork,
-    WorkerRepository,
     check_limit,
 )
+from durable_sessions.store.memory_workers import MemoryWorkers
 
 R = TypeVar("R")
 
@@ -521,29 +521,6 @@ class _Leases(LeaseRepository):
             del table[name]
 
 
-class _Workers(WorkerRepository):
-    def __init__(self, work: _Work) -> None:
-        self._w = work
-
-    async def beat(self, worker: WorkerRecord) -> None:
-        self._w.table("workers")[worker.id] = worker
-
-    async def seen_since(self, since: datetime) -> list[WorkerRecord]:
-        self._w.check()
-        return sorted(
-            (w for w in self._w.tables.workers.values() if w.seen_at >= since),
-            key=lambda w: w.id,
-        )
-
-    async def forget(self, worker_id: str) -> None:
-        self._w.table("workers").pop(worker_id, None)
-
-    async def forget_before(self, before: datetime) -> None:
-        table = self._w.table("workers")
-        for worker_id in [w.id for w in table.values() if w.seen_at < before]:
-            del table[worker_id]
-
-
 class _Keys(KeyRepository):
     def __init__(self, work: _Work) -> None:
         self._w = work
@@ -585,7 +562,7 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.listener_faults = _ListenerFaults(work)
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
-        self.workers = _Workers(work)
+        self.workers = MemoryWorkers(work)
         self.keys = _Keys(work)
 
 
