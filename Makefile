@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: run test check lint format services venv soak fuzz bench bench-quick docs clean
+.PHONY: run test check lint format services chromium venv soak fuzz bench bench-quick docs clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) ./scripts/bootstrap.sh
@@ -16,12 +16,16 @@ venv: $(STAMP)
 services:
 	@./scripts/ensure-services.sh
 
+## Debian's Chromium, which the dashboard's browser tests drive.
+chromium:
+	@./scripts/ensure-chromium.sh
+
 ## Run the service on this machine: migrate, then the API, workers, relay and sweeper.
 run: venv services
 	$(BIN)/durable-sessions up
 
-## Run the tests against real RabbitMQ, PostgreSQL and SQLite.
-test: venv services
+## Run the tests against real RabbitMQ, PostgreSQL and SQLite, the dashboard in Chromium.
+test: venv services chromium
 	$(BIN)/pytest
 
 ## Only the fuzzers (schemathesis against a real up, hypothesis over the WS-RM decoder); make

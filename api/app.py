@@ -1,21 +1,22 @@
 """The control plane's FastAPI application: ``create_app(settings)``.
 
 It owns a store, a broker connection and an outbox relay (so its sends are published at once),
-checks the caller and its permission on every ``/v1`` route and renders every error as
-problem+json. Tests and ``durable-sessions up`` build it the same way; tests may hand in the
-memory twins.
+checks the caller and its permission on every ``/v1`` route, renders every error as
+problem+json and serves the operator's dashboard at ``/ui/`` (:mod:`api.ui`). Tests and
+``durable-sessions up`` build it the same way; tests may hand in the memory twins.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 
-from api import problems
+from api import problems, ui
 from api.auth import authenticate, require_key_off_loopback
 from api.deps import ControlPlane
 from api.routes import dead_letters, keys, listeners, sessions, soap, system
@@ -24,6 +25,7 @@ from durable_sessions.errors import ConfigurationError
 from durable_sessions.hosting import composition
 from durable_sessions.hosting.apikeys import load_api_keys
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.sampler import Sampler
 from durable_sessions.hosting.session_secret import load_session_secret
 from durable_sessions.model.endpoints import Endpoint, Endpoints
 from durable_sessions.reliable.pending import PendingChannels
@@ -77,6 +79,17 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+@asynccontextmanager
+async def _sampling(sampler: Sampler) -> AsyncIterator[None]:
+    task = asyncio.create_task(sampler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(
     settings: Settings,
     *,
@@ -111,6 +124,7 @@ def create_app(
                     own_store, own_broker, known, settings
                 ) as client:
                     assert client.relay is not None
+                    own_metrics = metrics or Metrics()
                     app.state.plane = ControlPlane(
                         settings=settings,
                         store=own_store,
@@ -118,7 +132,7 @@ def create_app(
                         endpoints=known,
                         relay=client.relay,
                         client=client,
-                        metrics=metrics or Metrics(),
+                        metrics=own_metrics,
                         keys=configured,
                         reliable=reliable,
                         pending_channels={
@@ -126,8 +140,10 @@ def create_app(
                             for name, o in reliable.items()
                         },
                         session_secret=secret,
+                        sampler=Sampler(own_metrics),
                     )
-                    yield
+                    async with _sampling(app.state.plane.sampler):
+                        yield
             finally:
                 if broker is None:
                     await own_broker.close()
@@ -157,4 +173,5 @@ def create_app(
         dependencies=[Depends(require_key_off_loopback)],
         responses=problems.documented(401),
     )
+    ui.install(app)
     return app

@@ -15,6 +15,7 @@ from durable_sessions.broker.base import Broker
 from durable_sessions.engine.client import Client
 from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.hosting.metrics import Metrics
+from durable_sessions.hosting.sampler import Sampler
 from durable_sessions.model.endpoints import Endpoints
 from durable_sessions.reliable.options import EndpointOptions
 from durable_sessions.reliable.pending import PendingChannels
@@ -35,6 +36,7 @@ class ControlPlane:
     metrics: Metrics
     keys: list[str]
     """The configured admin keys (``DS_API_KEYS`` and the key file); stored keys are looked up."""
+    sampler: Sampler
     reliable: dict[str, EndpointOptions]
     """Per endpoint, its reliable-session settings (``DS_RELIABLE_SESSIONS``)."""
     pending_channels: dict[str, PendingChannels]

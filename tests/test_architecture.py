@@ -31,7 +31,12 @@ PARTS: dict[str, tuple[str, ...]] = {
     "wsrm/xml": ("durable_sessions/wsrm/xml/",),
     "model": ("durable_sessions/model/",),
     "ports": ("durable_sessions/store/base.py", "durable_sessions/broker/base.py"),
-    "twins": ("durable_sessions/store/memory.py", "durable_sessions/broker/memory.py"),
+    "twins": (
+        "durable_sessions/store/memory.py",
+        "durable_sessions/store/memory_listeners.py",
+        "durable_sessions/store/memory_workers.py",
+        "durable_sessions/broker/memory.py",
+    ),
     "families": ("durable_sessions/store/__init__.py", "durable_sessions/broker/__init__.py"),
     "store/sql": ("durable_sessions/store/sql/",),
     "broker/rabbitmq": ("durable_sessions/broker/rabbitmq/",),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -48,7 +49,7 @@ from durable_sessions.model.records import (
     new_id,
     utcnow,
 )
-from durable_sessions.store.base import MAX_PAGE, SessionQuery
+from durable_sessions.store.base import MAX_PAGE, SessionOrder, SessionQuery
 
 router = APIRouter(tags=["sessions"])
 MAX_WAIT_S = 60.0
@@ -80,6 +81,13 @@ def _labels(values: list[str]) -> dict[str, str]:
             raise ConfigurationError(f"label filters look like key=value, not {value!r}")
         labels[key] = wanted
     return labels
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time filter in UTC; one given without a zone is taken as UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.post("/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionOpened)
@@ -125,17 +133,31 @@ async def list_sessions(
     plane: Plane,
     state: SessionState | None = None,
     contract: Annotated[str | None, Query(max_length=200)] = None,
+    endpoint: Annotated[str | None, Query(max_length=200)] = None,
     label: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    order: SessionOrder = SessionOrder.OLDEST_FIRST,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> SessionPage:
-    """Sessions in creation order, filtered by state, contract and ``label=key=value``."""
+    """Sessions in creation order (``order=newest`` for the newest first), filtered by state,
+    contract, endpoint, ``label=key=value`` and creation time (``created_after`` inclusive,
+    ``created_before`` exclusive)."""
     try:
         after = None if cursor is None else decode_cursor(cursor)
     except ValueError as e:
         raise ConfigurationError(str(e)) from None
     query = SessionQuery(
-        state=state, contract=contract, labels=_labels(label), after_id=after, limit=limit
+        state=state,
+        contract=contract,
+        endpoint=endpoint,
+        labels=_labels(label),
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        after_id=after,
+        limit=limit,
+        order=order,
     )
     async with plane.store.snapshot() as uow:
         found = await uow.sessions.find(query)

@@ -127,7 +127,8 @@ async def run_up(
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if waiting.done() and waiting.exception() is None:
             print(
-                f"\ndurable-sessions is up: control plane {base} (API docs at {base}/docs), "
+                f"\ndurable-sessions is up: control plane {base} (dashboard at {base}/ui/, API "
+                f"docs at {base}/docs), "
                 f"{workers} worker(s), database {redact_url(url)}, broker "
                 f"{redact_url(settings.broker_url)}. Ctrl-C stops everything.\n",
                 flush=True,

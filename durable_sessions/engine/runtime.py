@@ -1,4 +1,5 @@
-"""A runtime: serves services in this process with dispatchers, an outbox relay and a sweeper.
+"""A runtime: serves services in this process with dispatchers, an outbox relay, a sweeper and
+a heartbeat (:mod:`~durable_sessions.engine.heartbeat`).
 
 ``workers/`` runs one per worker process on the SQL store and RabbitMQ; tests and users' own
 test suites run one on the in-memory store and broker
@@ -19,6 +20,7 @@ from durable_sessions.broker.base import Broker
 from durable_sessions.engine.batches import BatchOutcome
 from durable_sessions.engine.client import Client
 from durable_sessions.engine.dispatcher import Dispatcher
+from durable_sessions.engine.heartbeat import BEAT_EVERY_S, Heartbeat
 from durable_sessions.engine.instancing import InstanceContexts, Throttles
 from durable_sessions.engine.outbox import OutboxRelay
 from durable_sessions.engine.singleton import SingletonLease
@@ -55,6 +57,7 @@ class Runtime:
         relay_poll_interval_s: float = 1.0,
         relay_lease_s: float = 30.0,
         singleton_lease_s: float = 30.0,
+        heartbeat_s: float = BEAT_EVERY_S,
         clock: Callable[[], datetime] = utcnow,
         on_batch: Callable[[str, BatchOutcome], None] | None = None,
     ) -> None:
@@ -104,6 +107,10 @@ class Runtime:
             for endpoint, service in served
         ]
         self.client = Client(store, self.endpoints, self.relay, clock=clock)
+        self.heartbeat = Heartbeat(
+            store, self.relay.owner, [e.name for e, _ in served], every_s=heartbeat_s, clock=clock
+        )
+        self._beating: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._renewals: list[asyncio.Task[None]] = []
 
@@ -125,6 +132,7 @@ class Runtime:
                 for d in self.dispatchers
             ),
         ]
+        self._beating = asyncio.create_task(self.heartbeat.run(), name="heartbeat")
 
     async def stop(self) -> None:
         """Finish the batches in progress, publish what they produced, then stop."""
@@ -143,13 +151,18 @@ class Runtime:
             await lease.stop()
         await asyncio.gather(*self._renewals, return_exceptions=True)
         self._renewals = []
+        if self._beating is not None:
+            self.heartbeat.stop()
+            await self._beating
+            self._beating = None
 
     async def abort(self) -> None:
         """Stop at once, as a crash would: cancel everything, settle and publish nothing more."""
-        for task in [*self._tasks, *self._renewals]:
+        beating = [] if self._beating is None else [self._beating]
+        for task in [*self._tasks, *self._renewals, *beating]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._renewals, return_exceptions=True)
-        self._tasks, self._renewals = [], []
+        await asyncio.gather(*self._tasks, *self._renewals, *beating, return_exceptions=True)
+        self._tasks, self._renewals, self._beating = [], [], None
         await self.broker.close()
 
     async def wait(self) -> None:

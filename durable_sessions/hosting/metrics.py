@@ -102,10 +102,13 @@ async def render(metrics: Metrics, store: Store, now: datetime) -> bytes:
     )
     view = CollectorRegistry(auto_describe=True)
     view.register(_StoreView(states, outbox.count, max(0.0, oldest)))
-    if os.environ.get(MULTIPROCESS_ENV):
-        combined = CollectorRegistry()
-        MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-        own = generate_latest(combined)
-    else:
-        own = generate_latest(metrics.registry)
-    return own + generate_latest(view)
+    return generate_latest(counters(metrics)) + generate_latest(view)
+
+
+def counters(metrics: Metrics) -> CollectorRegistry:
+    """The counters to report: this process's, or every process's in multiprocess mode."""
+    if not os.environ.get(MULTIPROCESS_ENV):
+        return metrics.registry
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined

@@ -372,6 +372,18 @@ class SequenceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker process as its last heartbeat described it."""
+
+    id: str
+    host: str
+    pid: int
+    endpoints: tuple[str, ...]
+    started_at: datetime
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRecord:
     """A named lease: which process holds it, and until when unless it renews it."""
 

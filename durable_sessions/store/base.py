@@ -51,6 +51,7 @@ from durable_sessions.model.records import (
     SequenceRecord,
     SequenceRole,
     SessionRecord,
+    WorkerRecord,
 )
 
 MAX_PAGE = 1000
@@ -68,15 +69,31 @@ class SessionLock(StrEnum):
     """Both, the send side first: what a state change that stops sending holds."""
 
 
+class SessionOrder(StrEnum):
+    """The order sessions are listed in: by id, which is creation order."""
+
+    OLDEST_FIRST = "oldest"
+    NEWEST_FIRST = "newest"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionQuery:
-    """Filters and keyset position for listing sessions, ordered by id (creation order)."""
+    """Filters and keyset position for listing sessions, ordered by id (creation order).
+
+    ``after_id`` is the last id of the previous page: the page goes on past it in ``order``.
+    """
 
     state: SessionState | None = None
     contract: str | None = None
+    endpoint: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None
+    """Only sessions created at or after this time."""
+    created_before: datetime | None = None
+    """Only sessions created before this time."""
     after_id: str | None = None
     limit: int = 50
+    order: SessionOrder = SessionOrder.OLDEST_FIRST
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +151,7 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
-        """Sessions matching ``query``, in id order, at most ``query.limit``."""
+        """Sessions matching ``query``, in its order, at most ``query.limit``."""
 
     @abstractmethod
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
@@ -249,6 +266,10 @@ class DeadLetterRepository(ABC):
     async def find(self, query: DeadLetterQuery) -> list[DeadLetterRecord]:
         """Dead letters matching ``query``, in id order, at most ``query.limit``."""
 
+    @abstractmethod
+    async def count_waiting(self) -> int:
+        """How many dead letters are not replayed yet."""
+
 
 class ListenerFaultRepository(ABC):
     """Faulted datagram listeners: at most one fault per endpoint."""
@@ -290,6 +311,10 @@ class SequenceRepository(ABC):
         """The destination sequence of ``endpoint`` that CreateSequence ``message_id`` made."""
 
     @abstractmethod
+    async def of_session(self, session_id: str) -> list[SequenceRecord]:
+        """The sequences that carry ``session_id``, oldest first."""
+
+    @abstractmethod
     async def due(
         self,
         role: SequenceRole,
@@ -316,6 +341,26 @@ class LeaseRepository(ABC):
     @abstractmethod
     async def release(self, name: str, holder: str) -> None:
         """End lease ``name`` if ``holder`` holds it."""
+
+
+class WorkerRepository(ABC):
+    """Workers' heartbeats, one row per worker process."""
+
+    @abstractmethod
+    async def beat(self, worker: WorkerRecord) -> None:
+        """Record ``worker`` as seen at ``worker.seen_at`` (inserting or replacing its row)."""
+
+    @abstractmethod
+    async def seen_since(self, since: datetime) -> list[WorkerRecord]:
+        """The workers seen at or after ``since``, by id."""
+
+    @abstractmethod
+    async def forget(self, worker_id: str) -> None:
+        """Remove a worker's row (a worker that stops cleanly)."""
+
+    @abstractmethod
+    async def forget_before(self, before: datetime) -> None:
+        """Remove the rows of workers last seen before ``before``."""
 
 
 class KeyRepository(ABC):
@@ -368,6 +413,7 @@ class UnitOfWork(ABC):
     listener_faults: ListenerFaultRepository
     sequences: SequenceRepository
     leases: LeaseRepository
+    workers: WorkerRepository
     keys: KeyRepository
     nonces: NonceRepository
 
@@ -412,9 +458,11 @@ __all__ = [
     "OutboxStats",
     "SequenceRepository",
     "SessionLock",
+    "SessionOrder",
     "SessionQuery",
     "SessionRepository",
     "Store",
     "UnitOfWork",
+    "WorkerRepository",
     "check_limit",
 ]

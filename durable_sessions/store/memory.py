@@ -29,25 +29,28 @@ from durable_sessions.model.records import (
     SequenceRecord,
     SequenceRole,
     SessionRecord,
+    WorkerRecord,
 )
 from durable_sessions.store.base import (
     DeadLetterQuery,
     DeadLetterRepository,
     KeyRepository,
     LeaseRepository,
-    ListenerFaultRepository,
     MessageRepository,
     NonceRepository,
     OutboxRepository,
     OutboxStats,
     SequenceRepository,
     SessionLock,
+    SessionOrder,
     SessionQuery,
     SessionRepository,
     Store,
     UnitOfWork,
     check_limit,
 )
+from durable_sessions.store.memory_listeners import MemoryListenerFaults
+from durable_sessions.store.memory_workers import MemoryWorkers
 
 R = TypeVar("R")
 
@@ -62,6 +65,7 @@ class _Tables:
     listener_faults: dict[str, ListenerFault] = dataclasses.field(default_factory=dict)
     sequences: dict[str, SequenceRecord] = dataclasses.field(default_factory=dict)
     leases: dict[str, LeaseRecord] = dataclasses.field(default_factory=dict)
+    workers: dict[str, WorkerRecord] = dataclasses.field(default_factory=dict)
     keys: dict[str, KeyRecord] = dataclasses.field(default_factory=dict)
     nonces: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     outbox_next_id: int = 1
@@ -99,10 +103,19 @@ class _Work:
         return error
 
 
-def _page(items: list[R], key: Callable[[R], str], after: str | None, limit: int) -> list[R]:
-    ordered = sorted(items, key=key)
+def _page(
+    items: list[R],
+    key: Callable[[R], str],
+    after: str | None,
+    limit: int,
+    *,
+    descending: bool = False,
+) -> list[R]:
+    ordered = sorted(items, key=key, reverse=descending)
     if after is not None:
-        ordered = [item for item in ordered if key(item) > after]
+        ordered = [
+            item for item in ordered if (key(item) < after if descending else key(item) > after)
+        ]
     return ordered[: check_limit(limit)]
 
 
@@ -171,9 +184,18 @@ class _Sessions(SessionRepository):
             for s in self._w.tables.sessions.values()
             if (query.state is None or s.state is query.state)
             and (query.contract is None or s.contract == query.contract)
+            and (query.endpoint is None or s.endpoint == query.endpoint)
+            and (query.created_after is None or s.created_at >= query.created_after)
+            and (query.created_before is None or s.created_at < query.created_before)
             and all(s.labels.get(k) == v for k, v in query.labels.items())
         ]
-        return _page(matches, lambda s: s.id, query.after_id, query.limit)
+        return _page(
+            matches,
+            lambda s: s.id,
+            query.after_id,
+            query.limit,
+            descending=query.order is SessionOrder.NEWEST_FIRST,
+        )
 
     async def expiring(self, now: datetime, limit: int) -> list[SessionRecord]:
         self._w.check()
@@ -370,31 +392,9 @@ class _DeadLetters(DeadLetterRepository):
         ]
         return _page(matches, lambda d: d.id, query.after_id, query.limit)
 
-
-class _ListenerFaults(ListenerFaultRepository):
-    def __init__(self, work: _Work) -> None:
-        self._w = work
-
-    async def add(self, fault: ListenerFault) -> None:
-        table = self._w.table("listener_faults")
-        if fault.endpoint in table:
-            raise self._w.fail(
-                UniquenessViolation(f"the listener of {fault.endpoint!r} is faulted already")
-            )
-        table[fault.endpoint] = fault
-
-    async def get(self, endpoint: str, *, lock: bool = False) -> ListenerFault | None:
+    async def count_waiting(self) -> int:
         self._w.check()
-        return self._w.tables.listener_faults.get(endpoint)
-
-    async def remove(self, endpoint: str) -> None:
-        table = self._w.table("listener_faults")
-        if table.pop(endpoint, None) is None:
-            raise self._w.fail(StoreError(f"the listener of {endpoint!r} is not faulted"))
-
-    async def all(self) -> list[ListenerFault]:
-        self._w.check()
-        return sorted(self._w.tables.listener_faults.values(), key=lambda f: f.endpoint)
+        return sum(1 for d in self._w.tables.dead_letters.values() if d.replayed_at is None)
 
 
 class _Sequences(SequenceRepository):
@@ -443,6 +443,11 @@ class _Sequences(SequenceRepository):
             if sequence.endpoint == endpoint and sequence.create_message_id == message_id:
                 return sequence
         return None
+
+    async def of_session(self, session_id: str) -> list[SequenceRecord]:
+        self._w.check()
+        found = [s for s in self._w.tables.sequences.values() if s.session_id == session_id]
+        return sorted(found, key=lambda s: (s.created_at, s.identifier))
 
     async def due(
         self,
@@ -540,9 +545,10 @@ class _MemoryUnitOfWork(UnitOfWork):
         self.messages = _Messages(work)
         self.outbox = _Outbox(work)
         self.dead_letters = _DeadLetters(work)
-        self.listener_faults = _ListenerFaults(work)
+        self.listener_faults = MemoryListenerFaults(work)
         self.sequences = _Sequences(work)
         self.leases = _Leases(work)
+        self.workers = MemoryWorkers(work)
         self.keys = _Keys(work)
         self.nonces = _Nonces(work)
 

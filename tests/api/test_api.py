@@ -241,6 +241,29 @@ async def test_list_filters_and_pages(http: httpx.AsyncClient) -> None:
     )
 
 
+async def test_list_filters_by_endpoint_and_creation_time(http: httpx.AsyncClient) -> None:
+    made = [await open_calc(http) for _ in range(3)]
+    ids = [s["id"] for s in made]
+    on_calc = (await http.get("/v1/sessions", params={"endpoint": "calculator"})).json()
+    assert [s["id"] for s in on_calc["items"]] == ids
+    elsewhere = (await http.get("/v1/sessions", params={"endpoint": "tally"})).json()
+    assert elsewhere["items"] == []
+    since = {"created_after": made[1]["created_at"]}
+    assert [s["id"] for s in (await http.get("/v1/sessions", params=since)).json()["items"]] == (
+        ids[1:]
+    )
+    newest = (await http.get("/v1/sessions", params={"order": "newest", "limit": 2})).json()
+    assert [s["id"] for s in newest["items"]] == ids[::-1][:2]
+    rest = {"order": "newest", "cursor": newest["next_cursor"]}
+    assert [s["id"] for s in (await http.get("/v1/sessions", params=rest)).json()["items"]] == (
+        ids[:1]
+    )
+    naive = {"created_before": made[1]["created_at"].removesuffix("Z")}
+    assert [s["id"] for s in (await http.get("/v1/sessions", params=naive)).json()["items"]] == (
+        ids[:1]
+    )
+
+
 # --- messages -------------------------------------------------------------------------------
 
 

@@ -242,7 +242,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_migrate_uses_the_sqlite_default_here(tmp_path: Path) -> None:
     first = run_cli("migrate", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "from an empty database to 0008" in first.stdout
+    assert "from an empty database to 0009" in first.stdout
     assert (tmp_path / "durable-sessions.db").is_file()
     again = run_cli("migrate", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -254,7 +254,7 @@ def test_cli_migrate_on_postgres(make_postgres_database: Callable[[], str], tmp_
     url = make_postgres_database().replace("+asyncpg", "")
     done = run_cli("migrate", "--database-url", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "is at revision 0008" in done.stdout
+    assert "is at revision 0009" in done.stdout
     assert "postgres:***@" in done.stdout
 
 

@@ -56,6 +56,18 @@ async def test_sequence_round_trips_every_field_and_engine_state(store: Store) -
     assert restored.unacknowledged[0].next_retry_at == 3.0
 
 
+async def test_of_session_lists_the_sequences_of_one_session(store: Store) -> None:
+    session, other = await add_session(store), await add_session(store)
+    first = make_sequence(session_id=session.id)
+    second = make_sequence(session_id=session.id, created_at=T0 + timedelta(seconds=1))
+    async with store.transaction() as uow:
+        for sequence in (second, first, make_sequence(session_id=other.id), make_sequence()):
+            await uow.sequences.add(sequence)
+    async with store.snapshot() as uow:
+        found = await uow.sequences.of_session(session.id)
+    assert [s.identifier for s in found] == [first.identifier, second.identifier]
+
+
 async def test_unknown_sequence_is_none(store: Store) -> None:
     async with store.snapshot() as uow:
         assert await uow.sequences.get("urn:nothing") is None

@@ -23,7 +23,13 @@ from durable_sessions.model.records import (
     SessionRecord,
     new_id,
 )
-from durable_sessions.store.base import DeadLetterQuery, SessionLock, SessionQuery, Store
+from durable_sessions.store.base import (
+    DeadLetterQuery,
+    SessionLock,
+    SessionOrder,
+    SessionQuery,
+    Store,
+)
 from durable_sessions.store.sql.store import SqlStore
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -352,6 +358,34 @@ async def test_find_filters_by_state_contract_and_labels_with_keyset_pages(store
     assert {s.id for s in gold_calc} == {made[0].id, made[4].id}
     assert [s.id for s in closed] == [made[3].id]
     assert nothing == []
+
+
+async def test_find_filters_by_endpoint_and_creation_time(store: Store) -> None:
+    early = await add_session(store, created_at=T0)
+    later = await add_session(store, created_at=T0 + timedelta(minutes=5))
+    elsewhere = await add_session(
+        store, endpoint="calculator-2", created_at=T0 + timedelta(minutes=10)
+    )
+    async with store.snapshot() as uow:
+        on_calculator = await uow.sessions.find(SessionQuery(endpoint="calculator"))
+        since = await uow.sessions.find(SessionQuery(created_after=T0 + timedelta(minutes=5)))
+        before = await uow.sessions.find(
+            SessionQuery(created_before=T0 + timedelta(minutes=5), endpoint="calculator")
+        )
+    assert [s.id for s in on_calculator] == [early.id, later.id]
+    assert [s.id for s in since] == [later.id, elsewhere.id]
+    assert [s.id for s in before] == [early.id]
+
+
+async def test_find_lists_the_newest_first_with_keyset_pages(store: Store) -> None:
+    made = sorted([(await add_session(store)).id for _ in range(5)], reverse=True)
+    newest = SessionQuery(order=SessionOrder.NEWEST_FIRST, limit=2)
+    async with store.snapshot() as uow:
+        first = await uow.sessions.find(newest)
+        second = await uow.sessions.find(dataclasses.replace(newest, after_id=first[-1].id))
+        last = await uow.sessions.find(dataclasses.replace(newest, after_id=made[-2]))
+    assert [s.id for s in first + second] == made[:4]
+    assert [s.id for s in last] == made[-1:]
 
 
 async def test_find_rejects_silly_page_sizes(store: Store) -> None:
@@ -946,3 +980,41 @@ async def test_of_concurrent_claims_of_one_nonce_exactly_one_wins(store: Store) 
         return True
 
     assert sorted(await asyncio.gather(*(claim() for _ in range(8)))) == [False] * 7 + [True]
+
+
+# --- workers' heartbeats ----------------------------------------------------------------------
+
+
+async def test_heartbeats_record_the_workers_seen_and_forget_old_ones(store: Store) -> None:
+    from durable_sessions.model.records import WorkerRecord
+
+    worker = WorkerRecord("w1", "host-a", 10, ("calculator",), T0, T0)
+    other = WorkerRecord("w2", "host-b", 20, ("orders", "calculator"), T0, T0)
+    async with store.transaction() as uow:
+        await uow.workers.beat(worker)
+        await uow.workers.beat(other)
+        await uow.workers.beat(dataclasses.replace(worker, seen_at=T0 + timedelta(seconds=30)))
+    async with store.snapshot() as uow:
+        recent = await uow.workers.seen_since(T0 + timedelta(seconds=10))
+        everyone = await uow.workers.seen_since(T0)
+    assert recent == [dataclasses.replace(worker, seen_at=T0 + timedelta(seconds=30))]
+    assert [w.id for w in everyone] == ["w1", "w2"]
+    assert everyone[1].endpoints == ("orders", "calculator")
+    async with store.transaction() as uow:
+        await uow.workers.forget_before(T0 + timedelta(seconds=10))
+        await uow.workers.forget("missing")
+    async with store.snapshot() as uow:
+        assert [w.id for w in await uow.workers.seen_since(T0)] == ["w1"]
+    async with store.transaction() as uow:
+        await uow.workers.forget("w1")
+    async with store.snapshot() as uow:
+        assert await uow.workers.seen_since(T0) == []
+
+
+async def test_count_waiting_counts_the_dead_letters_not_replayed(store: Store) -> None:
+    async with store.transaction() as uow:
+        await uow.dead_letters.add(make_dead_letter())
+        await uow.dead_letters.add(make_dead_letter(replayed_at=T0, replay_message_id="m"))
+        await uow.dead_letters.add(make_dead_letter())
+    async with store.snapshot() as uow:
+        assert await uow.dead_letters.count_waiting() == 2

@@ -1,6 +1,6 @@
 """The SQL schema: typed SQLAlchemy models of sessions (state and send side), labels,
-messages, outbox, dead letters, WS-RM sequences, leases, API keys and the
-nonces of signed messages.
+messages, outbox, dead letters, WS-RM sequences, leases, API keys, the nonces of signed
+messages and workers' heartbeats.
 
 Tables carry the ``ds_`` prefix so they can share a database with the application; constraint
 names follow one convention so migrations are stable across SQLite and PostgreSQL.
@@ -289,6 +289,19 @@ class NonceRow(Base):
     t: Mapped[int] = mapped_column(sa.BigInteger)
 
 
+class WorkerRow(Base):
+    """A worker process's heartbeat: who it is, what it serves, when it was last seen."""
+
+    __tablename__ = "ds_workers"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    endpoints: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
 sessions = cast(sa.Table, SessionRow.__table__)
 session_sends = cast(sa.Table, SessionSendsRow.__table__)
 session_labels = cast(sa.Table, SessionLabelRow.__table__)
@@ -300,3 +313,4 @@ sequences = cast(sa.Table, SequenceRow.__table__)
 leases = cast(sa.Table, LeaseRow.__table__)
 keys = cast(sa.Table, KeyRow.__table__)
 nonces = cast(sa.Table, NonceRow.__table__)
+workers = cast(sa.Table, WorkerRow.__table__)

@@ -76,6 +76,15 @@ class SqlSequences(SequenceRepository):
         row = (await self._w.execute(query.limit(1))).first()
         return None if row is None else _sequence(row)
 
+    async def of_session(self, session_id: str) -> list[SequenceRecord]:
+        t = self._t
+        query = (
+            sa.select(t)
+            .where(t.c.session_id == session_id)
+            .order_by(t.c.created_at, t.c.identifier)
+        )
+        return [_sequence(row) for row in await self._w.execute(query)]
+
     async def due(
         self,
         role: SequenceRole,

@@ -26,7 +26,13 @@ import sqlalchemy as sa
 from durable_sessions.errors import ConcurrencyConflict, StoreError
 from durable_sessions.model.lifecycle import SessionState
 from durable_sessions.model.records import SESSION_SEND_FIELDS, SESSION_STATE_FIELDS, SessionRecord
-from durable_sessions.store.base import SessionLock, SessionQuery, SessionRepository, check_limit
+from durable_sessions.store.base import (
+    SessionLock,
+    SessionOrder,
+    SessionQuery,
+    SessionRepository,
+    check_limit,
+)
 from durable_sessions.store.sql import schema
 from durable_sessions.store.sql.work import IDS, Work, one_of
 
@@ -261,13 +267,23 @@ class SqlSessions(SessionRepository):
         await w.update_rows(_STATE, "id", rows)
 
     async def find(self, query: SessionQuery) -> list[SessionRecord]:
-        stmt = _JOINED.order_by(_STATE.c.id).limit(check_limit(query.limit))
+        newest = query.order is SessionOrder.NEWEST_FIRST
+        stmt = _JOINED.order_by(_STATE.c.id.desc() if newest else _STATE.c.id)
+        stmt = stmt.limit(check_limit(query.limit))
         if query.state is not None:
             stmt = stmt.where(_STATE.c.state == query.state)
         if query.contract is not None:
             stmt = stmt.where(_STATE.c.contract == query.contract)
+        if query.endpoint is not None:
+            stmt = stmt.where(_STATE.c.endpoint == query.endpoint)
+        if query.created_after is not None:
+            stmt = stmt.where(_STATE.c.created_at >= query.created_after)
+        if query.created_before is not None:
+            stmt = stmt.where(_STATE.c.created_at < query.created_before)
         if query.after_id is not None:
-            stmt = stmt.where(_STATE.c.id > query.after_id)
+            stmt = stmt.where(
+                _STATE.c.id < query.after_id if newest else _STATE.c.id > query.after_id
+            )
         labels = schema.session_labels
         for key, value in query.labels.items():
             stmt = stmt.where(

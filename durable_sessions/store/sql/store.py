@@ -45,6 +45,7 @@ from durable_sessions.store.sql.nonces import SqlNonces
 from durable_sessions.store.sql.sequences import SqlSequences
 from durable_sessions.store.sql.sessions import SqlSessions
 from durable_sessions.store.sql.work import IDS, Work, one_of
+from durable_sessions.store.sql.workers import SqlWorkers
 
 R = TypeVar("R")
 
@@ -325,6 +326,11 @@ class _DeadLetters(DeadLetterRepository):
         result = await self._w.execute(stmt)
         return [_record(DeadLetterRecord, _DEAD_LETTER_COLUMNS, row) for row in result]
 
+    async def count_waiting(self) -> int:
+        t = self._t
+        query = sa.select(sa.func.count()).select_from(t).where(t.c.replayed_at.is_(None))
+        return int((await self._w.execute(query)).scalar_one())
+
 
 class _SqlUnitOfWork(UnitOfWork):
     def __init__(self, work: Work) -> None:
@@ -336,6 +342,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self.listener_faults = SqlListenerFaults(work)
         self.sequences = SqlSequences(work)
         self.leases = SqlLeases(work)
+        self.workers = SqlWorkers(work)
         self.keys = SqlKeys(work)
         self.nonces = SqlNonces(work)
 
