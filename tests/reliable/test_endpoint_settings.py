@@ -39,7 +39,7 @@ from durable_sessions.wsrm.messages import (
 )
 from tests.reliable import documents as doc
 from tests.reliable.conftest import calculator_app
-from tests.reliable.test_refusals import Peer, call
+from tests.reliable.test_refusals import call, serving_peer
 from tests.reliable.test_soap_endpoint import create, fault_of, post, ranges
 from tests.reliable.test_wakeups import session_end, wait_ended
 from tests.stacks import Stack
@@ -150,14 +150,7 @@ async def test_over_amqp_acknowledgements_wait_for_the_acknowledgement_interval(
     destination = AmqpReliableDestination(
         stack.store, runtime.broker, endpoint_, relay=runtime.relay, options=options
     )
-    serving = asyncio.create_task(destination.run())
-    broker = await stack.connect()
-    stack.exits.push_async_callback(broker.close)
-    queue = f"ds.test.peer.{uuid.uuid4().hex}"
-    await broker.declare_queue(queue)
-    consumer = await broker.consume([queue], 16)
-    peer = Peer(broker, destination.queue, queue, consumer)
-    try:
+    async with serving_peer(stack, destination) as peer:
         created = await peer.ask(rm_envelope(CreateSequence(EndpointReference(peer.address)), V11))
         assert isinstance(created.body, CreateSequenceResponse)
         identifier = created.body.identifier
@@ -176,8 +169,3 @@ async def test_over_amqp_acknowledgements_wait_for_the_acknowledgement_interval(
         answer = await peer.receive()
         assert time.monotonic() - started < 0.5
         assert [(r.lower, r.upper) for r in answer.acknowledgements[0].ranges] == [(1, 2)]
-    finally:
-        await destination.stop()
-        await serving
-        await consumer.close()
-        await broker.delete_queue(queue)

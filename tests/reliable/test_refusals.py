@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,24 @@ class Peer:
         return await self.receive(await self.send(envelope))
 
 
+@asynccontextmanager
+async def serving_peer(stack: Stack, destination: AmqpReliableDestination) -> AsyncIterator[Peer]:
+    """Run ``destination`` and a :class:`Peer` on a queue of its own; both gone afterwards."""
+    serving = asyncio.create_task(destination.run())
+    broker = await stack.connect()
+    stack.exits.push_async_callback(broker.close)
+    queue = f"ds.test.peer.{uuid.uuid4().hex}"
+    await broker.declare_queue(queue)
+    consumer = await broker.consume([queue], 16)
+    try:
+        yield Peer(broker, destination.queue, queue, consumer)
+    finally:
+        await destination.stop()
+        await serving
+        await consumer.close()
+        await broker.delete_queue(queue)
+
+
 def call(identifier: str, number: int, operation: str, **args: object) -> Envelope:
     return Envelope(
         action=call_action("Calculator", operation),
@@ -211,14 +230,7 @@ async def test_amqp_refusals_and_an_ended_sequence_get_wcf_faults(stack: Stack) 
     destination = AmqpReliableDestination(
         stack.store, runtime.broker, endpoint, relay=runtime.relay
     )
-    serving = asyncio.create_task(destination.run())
-    broker = await stack.connect()
-    stack.exits.push_async_callback(broker.close)
-    queue = f"ds.test.peer.{uuid.uuid4().hex}"
-    await broker.declare_queue(queue)
-    consumer = await broker.consume([queue], 16)
-    peer = Peer(broker, destination.queue, queue, consumer)
-    try:
+    async with serving_peer(stack, destination) as peer:
         created = await peer.ask(rm_envelope(CreateSequence(EndpointReference(peer.address)), V11))
         assert isinstance(created.body, CreateSequenceResponse)
         identifier = created.body.identifier
@@ -241,10 +253,5 @@ async def test_amqp_refusals_and_an_ended_sequence_get_wcf_faults(stack: Stack) 
         assert_unknown_sequence(straggler, identifier)
         request = Envelope(action=action_uri(RMAction.ACK_REQUESTED, V11), ack_requested=(asked,))
         assert_unknown_sequence(await peer.ask(request), identifier)
-    finally:
-        await destination.stop()
-        await serving
-        await consumer.close()
-        await broker.delete_queue(queue)
     state, instance, applied = await wait_closed(stack.store, identifier)
     assert (state, instance, applied) == (SessionState.CLOSED, {"result": 0.0}, 2)
