@@ -10,9 +10,7 @@ its counts: operations, requests, server errors, responses outside the schema.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +29,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from durable_sessions.model.topology import EndpointTopology
 from durable_sessions.wsrm.messages import Fault, FaultCode
 from durable_sessions.wsrm.xml import codec
-from tests.services import BROKER_URL, require
-from tests.stacks import delete_topology
-from tests.system.test_up_and_demo import Up, base_env, free_port, services
+from tests.system.test_up_and_demo import Up, calculator_up
 from tests.wsrm.test_codec_fuzz import inputs
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(420)]
@@ -73,19 +68,8 @@ class Caller:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
-    require("RabbitMQ", BROKER_URL, 5672)
-    endpoint = f"calculator-{uuid.uuid4().hex[:8]}"
-    env = base_env(DS_SERVICES=services(endpoint), DS_API_KEYS=ADMIN, DS_LOG_LEVEL="WARNING")
-    running = Up(tmp_path, env, free_port())
-    try:
-        running.wait_up()
+    with calculator_up(tmp_path, DS_API_KEYS=ADMIN, DS_LOG_LEVEL="WARNING") as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
-        running.log.close()
-        asyncio.run(delete_topology(EndpointTopology(endpoint)))
 
 
 def fuzz(schema: Any, caller: Caller, tally: Tally, ready: Callable[[], bool]) -> None:

@@ -4,12 +4,10 @@ stops ``up`` at start."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,30 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from durable_sessions.model.topology import EndpointTopology
-from tests.services import BROKER_URL, require
-from tests.stacks import delete_topology
-from tests.system.test_up_and_demo import Up, base_env, cli, free_port, services
+from tests.system.test_up_and_demo import Up, base_env, calculator_up, cli, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
-    require("RabbitMQ", BROKER_URL, 5672)
-    endpoint = f"calculator-{uuid.uuid4().hex[:8]}"
-    running = Up(
-        tmp_path, base_env(DS_SERVICES=services(endpoint), DS_LOG_LEVEL="DEBUG"), free_port()
-    )
-    try:
-        running.wait_up()
+    with calculator_up(tmp_path, DS_LOG_LEVEL="DEBUG") as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
-        running.log.close()
-        asyncio.run(delete_topology(EndpointTopology(endpoint)))
 
 
 def secret_part(credential: str) -> str:

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -82,6 +83,12 @@ class Up:
                 raise AssertionError(f"up did not start:\n{self.output()}")
             time.sleep(0.2)
 
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         code = self.process.wait(timeout=60)
@@ -119,10 +126,22 @@ def run_up(
 
     yield start
     for up in started:
-        if up.process.poll() is None:
-            up.process.kill()
-            up.process.wait()
-        up.log.close()
+        up.kill()
+
+
+@contextmanager
+def calculator_up(cwd: Path, **env: str) -> Iterator[Up]:
+    """An ``up`` serving the calculator on an endpoint of its own, with ``env``; afterwards
+    killed and its endpoint's topology deleted."""
+    require("RabbitMQ", BROKER_URL, 5672)
+    endpoint = f"calculator-{uuid.uuid4().hex[:8]}"
+    running = Up(cwd, base_env(DS_SERVICES=services(endpoint), **env), free_port())
+    try:
+        running.wait_up()
+        yield running
+    finally:
+        running.kill()
+        asyncio.run(delete_topology(EndpointTopology(endpoint)))
 
 
 def drive_calculator(up: Up, key: str, endpoint: str) -> str:
